@@ -1,0 +1,152 @@
+"""Diagnose: upload a dermoscopy photo, enter what is known of the patient, read the model's view."""
+
+import hashlib
+import logging
+
+import plotly.graph_objects as go
+import streamlit as st
+
+import skin_core as sc
+
+log = logging.getLogger("skin_app")
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "tif", "tiff", "bmp", "webp", "gif", "heic"]
+GROUP_COLOURS = {True: "#b23a48", False: "#3a7ca5"}  # malignant / pre-malignant vs benign
+
+
+@st.cache_resource(show_spinner="Loading the model (once per server)…")
+def classifier(bundle_path: str) -> sc.Classifier:
+    return sc.load_classifier(bundle_path)
+
+
+@st.cache_resource
+def bundles() -> list[sc.ModelBundle]:
+    return sc.list_bundles()
+
+
+@st.cache_resource
+def default_bundle_name() -> str:
+    return sc.default_bundle().name
+
+
+def describe(bundle: sc.ModelBundle) -> str:
+    return f"{bundle.architecture} ({bundle.input_size}px) - {bundle.name}"
+
+
+st.title("Skin lesion decision support")
+st.info(
+    "Decision support, not a diagnosis. The model estimates how likely each of seven diagnoses is for a "
+    "dermoscopy photo. Final diagnosis rests with the clinician and, where in doubt, histopathology.",
+    icon=":material/info:",
+)
+
+available = bundles()
+if not available:
+    st.error("No trained model is installed on this server. Please contact your administrator.")
+    st.stop()
+
+with st.sidebar:
+    st.header("Model")
+    names = [b.name for b in available]
+    choice = st.selectbox("Model", names, index=names.index(default_bundle_name()),
+                          format_func=lambda n: describe(available[names.index(n)]))
+    bundle = available[names.index(choice)]
+    st.caption(f"Default for this server: {default_bundle_name()} ({'GPU' if sc.gpu_available() else 'CPU'})")
+    st.header("Heat-maps")
+    method = st.radio("Explanation method", ["Grad-CAM", "Grad-CAM++"], horizontal=True)
+    opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05)
+    colour_scale = st.selectbox("Colour scale", ["jet", "inferno", "viridis", "magma"])
+
+upload_column, form_column = st.columns([3, 2], gap="large")
+with upload_column:
+    upload = st.file_uploader("Dermoscopy photo", type=UPLOAD_TYPES,
+                              help="JPEG, PNG, TIFF, BMP, WebP or GIF. The photo stays in memory and is not saved.")
+image = None
+if upload is not None:
+    try:
+        image = sc.load_image(upload.getvalue())
+    except sc.InvalidImage as error:
+        upload_column.error(str(error), icon=":material/broken_image:")
+    else:
+        upload_column.image(image, caption=f"{upload.name} ({image.shape[1]} x {image.shape[0]} px)", width=360)
+
+with form_column, st.form("patient"):
+    st.subheader("Patient")
+    age = st.number_input("Age (years)", min_value=0, max_value=120, value=None, step=1,
+                          placeholder="unknown", help="Leave empty if unknown.")
+    sex = st.selectbox("Sex", sc.SEXES[::-1], format_func=str.capitalize)
+    site = st.selectbox("Body site", (sc.UNKNOWN,) + tuple(s for s in sc.SITES if s != sc.UNKNOWN),
+                        format_func=str.capitalize)
+    submitted = st.form_submit_button("Analyse", type="primary", disabled=image is None,
+                                      width="stretch")
+
+if submitted and image is not None:
+    try:
+        patient = sc.Patient.from_fields(age=age, sex=sex, site=site)
+        with st.spinner("Analysing the photo…"):
+            prediction = classifier(str(bundle.path)).predict(image, patient)
+    except sc.SkinCoreError as error:
+        st.error(str(error))
+    except Exception as error:  # never show a traceback to the doctor; log only the error type
+        log.error("prediction failed: %s", type(error).__name__)
+        st.error("The analysis failed unexpectedly. Please try again; if it persists, contact support.")
+    else:
+        st.session_state["result"] = {
+            "upload": hashlib.sha256(upload.getvalue()).hexdigest(), "patient": patient,
+            "bundle": str(bundle.path), "prediction": prediction, "cams": {},
+        }
+
+result = st.session_state.get("result")
+if result and upload is not None and result["upload"] == hashlib.sha256(upload.getvalue()).hexdigest():
+    prediction: sc.Prediction = result["prediction"]
+    patient: sc.Patient = result["patient"]
+    st.divider()
+    st.header("Result")
+    reasons = prediction.uncertainty_reasons()
+    if reasons:
+        st.warning("**The model is unsure about this lesion**: " + "; ".join(reasons)
+                   + ". Please treat this result with caution and consider specialist review.",
+                   icon=":material/warning:")
+    if patient.is_unknown:
+        st.caption("No patient details were given; the model used the photo alone.")
+
+    chart_column, summary_column = st.columns([3, 2], gap="large")
+    ranked = prediction.ranked
+    with chart_column:
+        labels = [f"{sc.CLASS_NAMES[c]} ({c})" for c, _ in ranked][::-1]
+        values = [p for _, p in ranked][::-1]
+        colours = [GROUP_COLOURS[c in sc.MALIGNANT] for c, _ in ranked][::-1]
+        figure = go.Figure(go.Bar(x=values, y=labels, orientation="h", marker_color=colours,
+                                  text=[f"{v:.1%}" for v in values], textposition="outside"))
+        figure.update_layout(xaxis=dict(range=[0, 1.12], tickformat=".0%", title="Probability"),
+                             height=330, margin=dict(l=10, r=10, t=30, b=10),
+                             title="All seven diagnoses (red: malignant or pre-malignant)")
+        st.plotly_chart(figure, width="stretch")
+    with summary_column:
+        st.subheader("Differential (top 3)")
+        for rank, (code, probability) in enumerate(ranked[:3], start=1):
+            st.markdown(f"{rank}. **{sc.CLASS_NAMES[code]}** ({code}): {probability:.1%}")
+        malignant = prediction.malignant_probability
+        st.metric("Malignant or pre-malignant (mel + bcc + akiec)", f"{malignant:.1%}")
+        st.metric("Benign (nv + bkl + df + vasc)", f"{1 - malignant:.1%}")
+
+    st.subheader("Where the model looked")
+    cams = result["cams"]
+    if method not in cams:
+        with st.spinner(f"Computing {method}…"):
+            explainer = classifier(result["bundle"]).explainer(plus_plus=method == "Grad-CAM++")
+            cams[method] = explainer(prediction.image, patient, prediction.top)
+    attention_overlay = sc.overlay(prediction.image, prediction.attention_map, opacity, colour_scale)
+    cam_overlay = sc.overlay(prediction.image, cams[method], opacity, colour_scale)
+    original_column, attention_column, cam_column = st.columns(3)
+    original_column.image(prediction.image, caption="Original", width="stretch")
+    attention_column.image(attention_overlay, caption="Soft-attention map (the model's own)", width="stretch")
+    cam_column.image(cam_overlay, caption=f"{method} for {sc.CLASS_NAMES[prediction.top]}", width="stretch")
+    attention_column.download_button("Download attention overlay (PNG)", sc.png_bytes(attention_overlay),
+                                     "attention_overlay.png", "image/png", on_click="ignore")
+    cam_column.download_button(f"Download {method} overlay (PNG)", sc.png_bytes(cam_overlay),
+                               f"{method.lower().replace('+', 'p').replace('-', '')}_overlay.png", "image/png",
+                               on_click="ignore")
+    st.caption("Red: regions that weighed most; blue: least. Heat-maps show what drove the model, not where "
+               "the lesion is malignant.")
+    st.caption(f"Model: {prediction.model_name} ({prediction.architecture}) on {prediction.device}; "
+               f"analysis took {prediction.seconds * 1000:.0f} ms.")

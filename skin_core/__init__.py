@@ -1,0 +1,18 @@
+"""Skin-lesion classification core: models, data, training, evaluation and serving (no UI).
+
+The app uses only what is exported here.
+"""
+
+from .bundle import ModelBundle, list_bundles
+from .classifier import Classifier, Prediction, default_bundle, find_bundle, gpu_available, load_classifier
+from .errors import BundleError, InvalidImage, InvalidPatient, SkinCoreError
+from .explain import overlay, png_bytes
+from .images import load_image
+from .patient import Patient
+from .vocab import CLASS_NAMES, CLASSES, MALIGNANT, SEXES, SITES, UNKNOWN
+
+__all__ = [
+    "BundleError", "CLASS_NAMES", "CLASSES", "Classifier", "InvalidImage", "InvalidPatient", "MALIGNANT",
+    "ModelBundle", "Patient", "Prediction", "SEXES", "SITES", "SkinCoreError", "UNKNOWN", "default_bundle",
+    "find_bundle", "gpu_available", "list_bundles", "load_classifier", "load_image", "overlay", "png_bytes",
+]

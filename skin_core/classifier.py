@@ -1,0 +1,180 @@
+"""Serving: load a bundle once, predict one photo with its attention map, thread-safe."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import WEIGHTS_DIR, ModelBundle, list_bundles
+from .errors import BundleError
+from .evaluation import apply_temperature
+from .images import load_image, resize_for_model
+from .patient import UNKNOWN_PATIENT, Patient
+from .registry import SERVING_PREFERENCE
+from .vocab import CLASS_NAMES, CLASSES, MALIGNANT
+
+# When to tell the doctor the model is unsure (chosen as plain, conservative rules).
+MIN_TOP_PROBABILITY = 0.50
+MAX_NORMALISED_ENTROPY = 0.60
+MIN_MARGIN = 0.15
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One photo's result: calibrated probabilities in CLASSES order, the attention map, timing."""
+
+    probabilities: np.ndarray  # (7,), sums to 1
+    attention_map: np.ndarray  # (h, w) in 0..1, the model's own soft attention
+    image: np.ndarray = field(repr=False)  # the RGB photo as decoded (after EXIF rotation)
+    model_name: str = ""
+    architecture: str = ""
+    device: str = "CPU"
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {c: float(p) for c, p in zip(CLASSES, self.probabilities)}
+
+    @property
+    def ranked(self) -> list[tuple[str, float]]:
+        order = np.argsort(-self.probabilities)
+        return [(CLASSES[i], float(self.probabilities[i])) for i in order]
+
+    @property
+    def top(self) -> str:
+        return self.ranked[0][0]
+
+    @property
+    def malignant_probability(self) -> float:
+        return float(sum(self.probabilities[CLASSES.index(c)] for c in MALIGNANT))
+
+    @property
+    def normalised_entropy(self) -> float:
+        p = np.clip(self.probabilities, 1e-12, 1.0)
+        return float(-(p * np.log(p)).sum() / math.log(len(p)))
+
+    def uncertainty_reasons(self) -> list[str]:
+        """Plain-language reasons to distrust this result; empty when the model is decisive."""
+        (first, p1), (second, p2) = self.ranked[:2]
+        reasons = []
+        if p1 < MIN_TOP_PROBABILITY:
+            reasons.append(f"the most likely diagnosis ({CLASS_NAMES[first]}) has only {p1:.0%} probability")
+        if p1 - p2 < MIN_MARGIN:
+            reasons.append(f"{CLASS_NAMES[first]} and {CLASS_NAMES[second]} are nearly tied ({p1:.0%} vs {p2:.0%})")
+        if self.normalised_entropy > MAX_NORMALISED_ENTROPY:
+            reasons.append("the probability is spread over many diagnoses")
+        return reasons
+
+
+def gpu_available() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+class Classifier:
+    """A loaded bundle. One instance can serve many threads at once."""
+
+    def __init__(self, bundle: ModelBundle):
+        import keras
+        import tensorflow as tf
+
+        from . import layers, losses  # noqa: F401  (registers the custom objects)
+
+        self.bundle = bundle
+        try:
+            self.model = keras.saving.load_model(bundle.model_file, compile=False)
+        except Exception as error:  # a bundle from other code or a damaged file
+            raise BundleError(f"The model file {bundle.model_file} could not be loaded: {error}") from error
+        size = self.model.inputs[0].shape[1]
+        if size != bundle.input_size or self.model.outputs[0].shape[-1] != len(CLASSES):
+            raise BundleError(f"{bundle.path}: card says {bundle.input_size}px / {len(CLASSES)} classes, "
+                              f"model has {size}px / {self.model.outputs[0].shape[-1]}")
+        names = bundle.card["layers"]
+        served = keras.Model(self.model.inputs, [self.model.output, self.model.get_layer(names["attention"]).output[1]])
+        self._forward = tf.function(
+            lambda image, metadata: served([image, metadata], training=False),
+            input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32),
+                             tf.TensorSpec((None, self.model.inputs[1].shape[1]), tf.float32)],
+        )
+        self.device = "GPU" if gpu_available() else "CPU"
+        self._explainers = {}
+        self._lock = threading.Lock()
+        self.predict(np.full((size, size, 3), 128, np.uint8))  # trace once, so the first doctor does not wait
+
+    @property
+    def name(self) -> str:
+        return self.bundle.name
+
+    @property
+    def input_size(self) -> int:
+        return self.bundle.input_size
+
+    def model_inputs(self, image: np.ndarray, patient: Patient) -> tuple[np.ndarray, np.ndarray]:
+        """The batch of one (image, metadata) pair the network reads."""
+        return resize_for_model(image, self.input_size)[None], patient.encode()[None]
+
+    def predict(self, image, patient: Patient | None = None) -> Prediction:
+        """Classify one photo (bytes, path, file object or RGB array) for one patient."""
+        started = time.perf_counter()
+        rgb = image if isinstance(image, np.ndarray) else load_image(image)
+        x, meta = self.model_inputs(rgb, patient or UNKNOWN_PATIENT)
+        probabilities, attention = self._forward(x, meta)
+        probabilities = apply_temperature(probabilities.numpy()[0].astype(np.float64), self.bundle.temperature)
+        attention = attention.numpy()[0]
+        attention = (attention - attention.min()) / (np.ptp(attention) or 1.0)
+        return Prediction(
+            probabilities=probabilities, attention_map=attention, image=rgb, model_name=self.name,
+            architecture=self.bundle.architecture, device=self.device, seconds=time.perf_counter() - started,
+        )
+
+    def explainer(self, plus_plus: bool = False):
+        """The Grad-CAM (or Grad-CAM++) explainer of this model, built once and shared."""
+        from .explain import GradCam
+
+        with self._lock:
+            if plus_plus not in self._explainers:
+                self._explainers[plus_plus] = GradCam(self, plus_plus=plus_plus)
+            return self._explainers[plus_plus]
+
+
+def default_bundle(root=WEIGHTS_DIR, gpu: bool | None = None) -> ModelBundle:
+    """The bundle the app serves: the GPU model when a GPU is present and shipped, else the CPU one."""
+    bundles = list_bundles(root)
+    if not bundles:
+        raise BundleError(f"No model bundles found in {root}")
+    use_gpu = gpu_available() if gpu is None else gpu
+    for device in (["gpu", "cpu"] if use_gpu else ["cpu"]):
+        for bundle in bundles:
+            if bundle.architecture == SERVING_PREFERENCE[device]:
+                return bundle
+    return bundles[0]
+
+
+def find_bundle(name_or_path, root=WEIGHTS_DIR) -> ModelBundle:
+    """A bundle by directory path, or by folder name / architecture under ``root``."""
+    path = Path(name_or_path)
+    if (path / "card.json").is_file():
+        return ModelBundle.open(path)
+    for bundle in list_bundles(root):
+        if str(name_or_path).lower() in (bundle.name.lower(), bundle.architecture.lower()):
+            return bundle
+    raise BundleError(f"No model bundle {name_or_path!r}; shipped: {', '.join(b.name for b in list_bundles(root))}")
+
+
+_cache: dict[Path, Classifier] = {}
+_cache_lock = threading.Lock()
+
+
+def load_classifier(name_or_path=None, root=WEIGHTS_DIR) -> Classifier:
+    """A shared Classifier for a bundle (default: the one for this device), loaded once per process."""
+    bundle = default_bundle(root) if name_or_path is None else find_bundle(name_or_path, root)
+    key = bundle.path.resolve()
+    with _cache_lock:
+        if key not in _cache:
+            _cache[key] = Classifier(bundle)
+        return _cache[key]

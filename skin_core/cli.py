@@ -1,0 +1,140 @@
+"""Command line: train, evaluate, predict, split."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _train(args) -> int:
+    from .training import TrainConfig, train
+
+    fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
+    train(TrainConfig(**fields))
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .bundle import ModelBundle
+    from .evaluation import evaluate_bundle
+
+    result = evaluate_bundle(ModelBundle.open(args.bundle), args.data, args.split, args.split_file, args.bootstrap)
+    for variant in ("with_metadata", "without_metadata"):
+        m = result[variant]
+        print(f"{args.split} {variant}: balanced accuracy {m['balanced_accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}, "
+              f"macro AUC {m['macro_auc']:.4f}, melanoma recall {m['per_class']['mel']['recall']:.4f}, "
+              f"ECE {m['ece_uncalibrated']:.4f} -> {m['ece']:.4f} (T={result['temperature']:.3f})")
+    print(f"wrote {args.bundle}/metrics_{args.split}.json")
+    return 0
+
+
+def _predict(args) -> int:
+    from .classifier import load_classifier
+    from .errors import SkinCoreError
+    from .patient import Patient
+    from .predict import expand_inputs, predict_files, read_metadata_csv
+
+    fields = {"age": args.age, "sex": args.sex, "site": args.site}
+    try:
+        Patient.from_fields(**fields)  # refuse bad command-line fields before any work
+        metadata = read_metadata_csv(args.metadata) if args.metadata else None
+        classifier = load_classifier(args.model)
+    except (SkinCoreError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    paths = expand_inputs(args.images)
+    errors = predict_files(classifier, paths, args.out, fields, metadata, progress=not args.quiet)
+    print(f"wrote {len(paths)} rows to {args.out} ({errors} unreadable)")
+    return 0
+
+
+def _split(args) -> int:
+    from .data import make_split, read_ham10000
+
+    split = make_split(read_ham10000(args.data))
+    split.to_csv(args.out, index=False)
+    print(split.groupby(["dx", "split"]).size().unstack())
+    return 0
+
+
+def _report(args) -> int:
+    from .report import models_table, update_readme
+
+    if args.readme:
+        update_readme(args.readme)
+        print(f"updated the Models table in {args.readme}")
+    else:
+        print(models_table())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .data import SPLIT_FILE
+
+    parser = argparse.ArgumentParser(prog="python -m skin_core", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model and write a bundle (resumes if --out has a backup)")
+    t.add_argument("--backbone", required=True, help="a name from the registry, e.g. MobileNetV3Large")
+    t.add_argument("--data", required=True, help="HAM10000 folder (metadata CSV + images)")
+    t.add_argument("--out", required=True, help="bundle directory to write")
+    t.add_argument("--init", default="none", help="imagenet | none | path to a no-top .weights.h5 file")
+    t.add_argument("--preprocessing", choices=["tf", "torch", "caffe", "none"],
+                   help="input scaling; default: the registry's (use torch for torchvision weights)")
+    t.add_argument("--image-size", type=int)
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--learning-rate", type=float, default=1e-3)
+    t.add_argument("--adam-epsilon", type=float, default=0.1)
+    t.add_argument("--patience", type=int, default=8)
+    t.add_argument("--lr-patience", type=int, default=3)
+    t.add_argument("--meta-units", type=int, default=4096)
+    t.add_argument("--heads", type=int, default=16)
+    t.add_argument("--blank-probability", type=float, default=0.1)
+    t.add_argument("--label-smoothing", type=float, default=0.0)
+    t.add_argument("--bn-momentum", type=float, help="batch-norm momentum override (e.g. 0.9 from scratch)")
+    t.add_argument("--split-file", default=str(SPLIT_FILE))
+    t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--verbose", type=int, choices=[0, 1, 2])
+    t.set_defaults(run=_train)
+
+    e = sub.add_parser("evaluate", help="write metrics_<split>.json into a bundle")
+    e.add_argument("bundle")
+    e.add_argument("--data", required=True)
+    e.add_argument("--split", choices=["val", "test"], required=True)
+    e.add_argument("--split-file", default=str(SPLIT_FILE))
+    e.add_argument("--bootstrap", type=int, default=1000, help="resamples for the 95%% intervals (0: none)")
+    e.set_defaults(run=_evaluate)
+
+    p = sub.add_parser("predict", help="classify images into a CSV (unreadable files become error rows)")
+    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("--model", help="bundle folder or name (default: the app's model for this device)")
+    p.add_argument("--out", required=True, help="CSV to write")
+    p.add_argument("--age", help="patient age in years (0-120); omit for unknown")
+    p.add_argument("--sex", help="male | female | unknown")
+    p.add_argument("--site", help="body site, e.g. 'lower extremity' | unknown")
+    p.add_argument("--metadata", help="CSV with columns image, age, sex, site (per image)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_predict)
+
+    s = sub.add_parser("split", help="regenerate the lesion-grouped split CSV (deterministic)")
+    s.add_argument("--data", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(run=_split)
+
+    r = sub.add_parser("report", help="print the Models table from the bundles' metrics (or update README)")
+    r.add_argument("--readme", help="rewrite the table between the models markers in this file")
+    r.set_defaults(run=_report)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Class-balanced metrics (scikit-learn), calibration error and temperature scaling."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn import metrics as skm
+
+from .vocab import CLASSES, MALIGNANT
+
+ECE_BINS = 15
+
+
+def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(log p / T): T > 1 softens over-confident outputs; the ranking never changes."""
+    logits = np.log(np.clip(probabilities, 1e-12, 1.0)) / temperature
+    logits -= logits.max(axis=-1, keepdims=True)
+    exp = np.exp(logits)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def fit_temperature(probabilities: np.ndarray, y: np.ndarray) -> float:
+    """The T that minimises the negative log-likelihood on (validation) data."""
+    from scipy.optimize import minimize_scalar
+
+    def nll(t):
+        return skm.log_loss(y, apply_temperature(probabilities, t), labels=range(len(CLASSES)))
+
+    return float(minimize_scalar(nll, bounds=(0.05, 20.0), method="bounded").x)
+
+
+def expected_calibration_error(probabilities: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Top-label ECE: sum over equal-width confidence bins of |accuracy - confidence| x bin share."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == y
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            ece += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
+    return float(ece)
+
+
+def reliability(probabilities: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> list[dict]:
+    """Per-bin confidence, accuracy and count, for the reliability diagram."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == y
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    return [
+        {"bin_low": float(edges[b]), "bin_high": float(edges[b + 1]), "count": int((which == b).sum()),
+         "confidence": float(confidence[which == b].mean()) if (which == b).any() else None,
+         "accuracy": float(correct[which == b].mean()) if (which == b).any() else None}
+        for b in range(bins)
+    ]
+
+
+def _macro_auc(y, probabilities):
+    return skm.roc_auc_score(y, probabilities, multi_class="ovr", average="macro", labels=range(len(CLASSES)))
+
+
+def bootstrap_intervals(y, probabilities, n: int = 1000, seed: int = 0) -> dict:
+    """95% percentile intervals for balanced accuracy and macro AUC over resampled images."""
+    rng = np.random.default_rng(seed)
+    predicted = probabilities.argmax(axis=1)
+    bacc, auc = [], []
+    for _ in range(n):
+        idx = rng.integers(0, len(y), len(y))
+        if len(np.unique(y[idx])) < len(CLASSES):
+            continue  # AUC needs every class present
+        bacc.append(skm.balanced_accuracy_score(y[idx], predicted[idx]))
+        auc.append(_macro_auc(y[idx], probabilities[idx]))
+    return {
+        "balanced_accuracy_95ci": [float(np.percentile(bacc, 2.5)), float(np.percentile(bacc, 97.5))],
+        "macro_auc_95ci": [float(np.percentile(auc, 2.5)), float(np.percentile(auc, 97.5))],
+        "bootstrap_samples": len(bacc),
+    }
+
+
+def classification_metrics(y: np.ndarray, probabilities: np.ndarray, bootstrap: int = 1000) -> dict:
+    """Everything the metrics files and the metrics page report, from labels and probabilities."""
+    labels = list(range(len(CLASSES)))
+    predicted = probabilities.argmax(axis=1)
+    confusion = skm.confusion_matrix(y, predicted, labels=labels)
+    precision, recall, f1, support = skm.precision_recall_fscore_support(y, predicted, labels=labels, zero_division=0)
+    negatives = confusion.sum() - confusion.sum(axis=1)
+    false_positives = confusion.sum(axis=0) - np.diag(confusion)
+    specificity = (negatives - false_positives) / np.maximum(negatives, 1)
+    per_class, roc = {}, {}
+    for i, name in enumerate(CLASSES):
+        binary = (y == i).astype(int)
+        has_both = 0 < binary.sum() < len(binary)
+        auc = skm.roc_auc_score(binary, probabilities[:, i]) if has_both else None
+        per_class[name] = {
+            "precision": float(precision[i]), "recall": float(recall[i]), "specificity": float(specificity[i]),
+            "f1": float(f1[i]), "support": int(support[i]), "auc": None if auc is None else float(auc),
+        }
+        if has_both:
+            fpr, tpr, _ = skm.roc_curve(binary, probabilities[:, i], drop_intermediate=True)
+            roc[name] = {"fpr": np.round(fpr, 4).tolist(), "tpr": np.round(tpr, 4).tolist()}
+    malignant = np.isin(y, [CLASSES.index(c) for c in MALIGNANT]).astype(int)
+    malignant_score = probabilities[:, [CLASSES.index(c) for c in MALIGNANT]].sum(axis=1)
+    result = {
+        "n_images": int(len(y)),
+        "accuracy": float(skm.accuracy_score(y, predicted)),
+        "balanced_accuracy": float(skm.balanced_accuracy_score(y, predicted)),
+        "macro_f1": float(skm.f1_score(y, predicted, labels=labels, average="macro", zero_division=0)),
+        "weighted_f1": float(skm.f1_score(y, predicted, labels=labels, average="weighted", zero_division=0)),
+        "macro_precision": float(precision.mean()),
+        "macro_recall": float(recall.mean()),
+        "macro_specificity": float(specificity.mean()),
+        "weighted_precision": float(np.average(precision, weights=support)),
+        "weighted_recall": float(np.average(recall, weights=support)),
+        "macro_auc": float(_macro_auc(y, probabilities)) if len(np.unique(y)) == len(CLASSES) else None,
+        "malignant_vs_benign_auc": float(skm.roc_auc_score(malignant, malignant_score)) if 0 < malignant.sum() < len(y) else None,
+        "ece": expected_calibration_error(probabilities, y),
+        "per_class": per_class,
+        "confusion_matrix": confusion.tolist(),
+        "roc_curves": roc,
+        "reliability": reliability(probabilities, y),
+    }
+    if bootstrap and result["macro_auc"] is not None:
+        result.update(bootstrap_intervals(y, probabilities, n=bootstrap))
+    return result
+
+
+def evaluate_bundle(bundle, data_dir, split: str, split_file=None, bootstrap: int = 1000) -> dict:
+    """Metrics of a bundle on one split, with the patients' metadata and with every field unknown.
+
+    Probabilities are calibrated with the bundle's temperature (fitted on validation at training
+    time); the uncalibrated ECE is reported beside the calibrated one.
+    """
+    import keras
+
+    from . import data, layers, losses  # noqa: F401  (custom objects)
+    from .bundle import write_json
+    from .patient import UNKNOWN_PATIENT
+
+    table = data.read_ham10000(data_dir)
+    rows = data.split_table(table, split, split_file or data.SPLIT_FILE)
+    model = keras.saving.load_model(bundle.model_file, compile=False)
+    images = data.load_images(rows["path"], bundle.input_size).astype(np.float32)
+    y = data.labels(rows)
+    variants = {
+        "with_metadata": data.encode_metadata(rows),
+        "without_metadata": np.repeat(UNKNOWN_PATIENT.encode()[None], len(rows), axis=0),
+    }
+    result = {"split": split, "bundle": bundle.name, "architecture": bundle.architecture,
+              "temperature": bundle.temperature}
+    for variant, metadata in variants.items():
+        raw = model.predict({"image": images, "metadata": metadata}, batch_size=64, verbose=0)
+        calibrated = apply_temperature(raw, bundle.temperature)
+        metrics = classification_metrics(y, calibrated, bootstrap=bootstrap)
+        metrics["ece_uncalibrated"] = expected_calibration_error(raw, y)
+        result[variant] = metrics
+    write_json(bundle.path / f"metrics_{split}.json", result)
+    return result

@@ -1,0 +1,105 @@
+"""Turning whatever a clinic uploads into an RGB array, or a clear InvalidImage.
+
+Every path into a model (training, the predict command, the app) goes through ``load_image`` and
+``resize_for_model``, so the pixels a model was trained on and the pixels it serves are made the
+same way.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import InvalidImage
+
+MAX_FILE_BYTES = 50 * 1024 * 1024  # far above any dermoscopy photo; the app limits uploads lower
+MAX_PIXELS = 80_000_000  # a 10000 x 8000 photo; anything that declares more is refused undecoded
+MIN_SIDE = 32  # below this there is no lesion detail to classify
+WORKING_SIDE = 1024  # large photos are reduced to this longest side right after decoding
+
+
+def load_image(source) -> np.ndarray:
+    """Decode bytes, a path or a binary file object into an RGB uint8 array (h, w, 3).
+
+    EXIF orientation is applied; palette, grey, RGBA, CMYK and 16-bit images are converted; the
+    first frame of an animation or multi-page file is used; very large photos are reduced.
+    """
+    data = _read_bytes(source)
+    if not data:
+        raise InvalidImage("The file is empty. Please upload the photo again.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise InvalidImage(
+                    f"The image declares {width} x {height} pixels, far more than any camera makes. "
+                    "It was not opened. Please export the photo again at normal size."
+                )
+            image.seek(0)
+            image.draft("RGB", (WORKING_SIDE, WORKING_SIDE))  # JPEG: decode at reduced scale
+            image.load()
+    except InvalidImage:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InvalidImage(
+            "This file is not an image that can be read (JPEG, PNG, TIFF, BMP, WebP or GIF). "
+            "Please upload the lesion photo itself."
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError):
+        raise InvalidImage("The image file is damaged or incomplete. Please upload it again.") from None
+    image = _to_rgb(ImageOps.exif_transpose(image))
+    if min(image.size) < MIN_SIDE:
+        raise InvalidImage(
+            f"The image is only {image.size[0]} x {image.size[1]} pixels; at least {MIN_SIDE} x {MIN_SIDE} "
+            "is needed to see the lesion. Please upload the original photo."
+        )
+    image.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _read_bytes(source) -> bytes:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise InvalidImage(f"No image file at {path}.")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise InvalidImage(_too_big_message(path.stat().st_size))
+        data = path.read_bytes()
+    else:  # a file-like object, e.g. Streamlit's UploadedFile
+        data = source.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise InvalidImage(_too_big_message(len(data)))
+    return data
+
+
+def _too_big_message(size: int) -> str:
+    return f"The file is {size / 1e6:.0f} MB; the limit is {MAX_FILE_BYTES / 1e6:.0f} MB. Please upload a smaller export."
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit greyscale: stretch its real range to 8 bits rather than clipping it.
+        array = np.asarray(image, dtype=np.float64)
+        low, high = float(array.min()), float(array.max())
+        scaled = (array - low) / (high - low or 1.0) * 255.0
+        image = Image.fromarray(scaled.astype(np.uint8), mode="L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB")
+
+
+def resize_for_model(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize an RGB uint8 array to the model's square input (bilinear), as float32 0..255."""
+    resized = Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.float32)

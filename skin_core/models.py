@@ -1,0 +1,107 @@
+"""Builds the classifiers: an image branch with an attention module, a patient-metadata branch,
+and a 7-way softmax. Every model has the same named interface the rest of the code relies on:
+
+- inputs ``image`` (S x S x 3, RGB 0..255; scaling is inside the model) and ``metadata`` (META_DIM);
+- layer ``features``: the convolutional map Grad-CAM explains;
+- layer ``attention``: returns ``[output, map]``; the map (h x w) is the model's own attention;
+- output layer ``probabilities``.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from .layers import AttentionResidual, Preprocess, SoftAttention
+from .patient import META_DIM
+from .registry import Architecture, get_architecture
+from .vocab import CLASSES
+
+INIT_CHOICES = ("imagenet", "none")  # or a path to a local .weights.h5 file
+
+
+def build_model(
+    name: str,
+    image_size: int | None = None,
+    init: str = "none",
+    preprocessing: str | None = None,
+    meta_units: int = 4096,
+    heads: int = 16,
+    dropout: float = 0.5,
+    bn_momentum: float | None = None,
+) -> keras.Model:
+    """Build an untrained (or ImageNet-initialised) model from the registry.
+
+    ``bn_momentum`` overrides the batch-norm moving-average momentum (Keras MobileNets use 0.999,
+    too slow for a network trained from scratch on 7k images: its validation outputs lag for epochs).
+    """
+    spec = get_architecture(name)
+    size = int(image_size or spec.input_size)
+    image = keras.Input((size, size, 3), name="image")
+    metadata = keras.Input((META_DIM,), name="metadata")
+    x = Preprocess(preprocessing or spec.preprocessing, name="preprocess")(image)
+    if spec.family == "soft_attention":
+        image_features = _soft_attention_branch(spec, x, init, heads, dropout)
+    else:
+        if init not in ("none", None):
+            raise ValueError(f"{spec.name} has no pretrained weights; use --init none")
+        image_features = _arl_branch(spec, x)
+    meta = layers.Dense(meta_units, activation="relu", name="metadata_dense")(metadata)
+    merged = layers.Concatenate(name="merge")([image_features, meta])
+    probabilities = layers.Dense(len(CLASSES), activation="softmax", name="probabilities")(merged)
+    model = keras.Model([image, metadata], probabilities, name=spec.name.replace("-", "_"))
+    if bn_momentum is not None:
+        for layer in model.layers:
+            if isinstance(layer, layers.BatchNormalization):
+                layer.momentum = bn_momentum
+    return model
+
+
+def _backbone(spec: Architecture, x, init: str):
+    kwargs = dict(include_top=False, input_tensor=x, **spec.constructor_kwargs)
+    if init == "imagenet":
+        return spec.constructor(weights="imagenet", **kwargs)
+    backbone = spec.constructor(weights=None, **kwargs)
+    if init not in ("none", None):
+        backbone.load_weights(init)  # a local Keras .weights.h5 file of the no-top backbone
+    return backbone
+
+
+def _soft_attention_branch(spec: Architecture, x, init: str, heads: int, dropout: float):
+    backbone = _backbone(spec, x, init)
+    t = layers.Activation("relu", name="features")(backbone.get_layer(spec.attach_layer).output)
+    attended, _ = SoftAttention(heads=heads, name="attention")(t)
+    pooled_t = layers.MaxPooling2D(2, padding="same", name="pool_features")(t)
+    pooled_a = layers.MaxPooling2D(2, padding="same", name="pool_attention")(attended)
+    y = layers.Concatenate(name="attention_concat")([pooled_t, pooled_a])
+    y = layers.Activation("relu", name="attention_relu")(y)
+    y = layers.Dropout(dropout, name="attention_dropout")(y)
+    return layers.Flatten(name="flatten")(y)
+
+
+def _conv_bn(x, filters, kernel, strides, name, activation=True):
+    x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x) if activation else x
+
+
+def _arl_branch(spec: Architecture, x):
+    """ARL-CNN: ResNet bottleneck stages where each block merges with AttentionResidual."""
+    x = _conv_bn(x, 64, 7, 2, "stem")
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+    n_stages = len(spec.arl_blocks)
+    for stage, (blocks, filters) in enumerate(zip(spec.arl_blocks, (64, 128, 256, 512))):
+        for block in range(blocks):
+            name = f"arl{stage + 1}_{block + 1}"
+            strides = 2 if (block == 0 and stage > 0) else 1
+            shortcut = x
+            if block == 0:
+                shortcut = _conv_bn(x, 4 * filters, 1, strides, f"{name}_proj", activation=False)
+            fx = _conv_bn(x, filters, 1, 1, f"{name}_1")
+            fx = _conv_bn(fx, filters, 3, strides, f"{name}_2")
+            fx = _conv_bn(fx, 4 * filters, 1, 1, f"{name}_3", activation=False)
+            last = stage == n_stages - 1 and block == blocks - 1
+            x, _ = AttentionResidual(name="attention" if last else f"{name}_arl")([shortcut, fx])
+            x = layers.Activation("relu", name="features" if last else f"{name}_out")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    return layers.Dropout(0.5, name="gap_dropout")(x)

@@ -1,0 +1,199 @@
+"""`python -m skin_core train`: the paper's recipe, resumable, writing a model bundle."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from . import data
+from .bundle import CARD_VERSION, ModelBundle, software_versions, write_json
+from .evaluation import apply_temperature, expected_calibration_error, fit_temperature
+from .patient import AGE_SCALE
+from .registry import get_architecture
+from .vocab import CLASSES, SEXES, SITES
+
+
+@dataclass
+class TrainConfig:
+    backbone: str
+    data: str
+    out: str
+    init: str = "none"  # imagenet | none | path to a .weights.h5 file
+    preprocessing: str | None = None  # override the registry's (e.g. torch for torchvision weights)
+    image_size: int | None = None
+    epochs: int = 30
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    adam_epsilon: float = 0.1
+    patience: int = 8  # early stopping on validation balanced accuracy
+    lr_patience: int = 3
+    min_learning_rate: float = 1e-7
+    meta_units: int = 4096
+    heads: int = 16
+    blank_probability: float = 0.1
+    label_smoothing: float = 0.0
+    bn_momentum: float | None = None  # override batch-norm momentum (useful when training from scratch)
+    split_file: str = str(data.SPLIT_FILE)
+    seed: int = 1
+    verbose: int | None = None  # Keras verbosity; default: bar on a terminal, one line per epoch otherwise
+
+
+class EpochEta:
+    """Prints one line per epoch with its duration and the time left at that pace."""
+
+    def __init__(self, total_epochs: int):
+        import keras
+
+        class _Callback(keras.callbacks.Callback):
+            def on_epoch_begin(cb, epoch, logs=None):
+                cb.started = time.time()
+
+            def on_epoch_end(cb, epoch, logs=None):
+                took = time.time() - cb.started
+                left = (total_epochs - epoch - 1) * took
+                shown = " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items() if isinstance(v, (int, float)))
+                print(f"epoch {epoch + 1}/{total_epochs} took {took:.0f}s, ETA {left / 60:.0f} min | {shown}", flush=True)
+
+        self.callback = _Callback()
+
+
+def _sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _best_so_far(history_file: Path) -> float | None:
+    if not history_file.is_file():
+        return None
+    with history_file.open() as f:
+        values = [float(r["val_balanced_accuracy"]) for r in csv.DictReader(f) if r.get("val_balanced_accuracy")]
+    return max(values) if values else None
+
+
+def train(config: TrainConfig) -> ModelBundle:
+    import keras
+    import tensorflow as tf
+
+    from .losses import BalancedAccuracy, WeightedCategoricalCrossentropy, class_weights
+    from .models import build_model
+
+    keras.utils.set_random_seed(config.seed)
+    spec = get_architecture(config.backbone)
+    size = int(config.image_size or spec.input_size)
+    out = Path(config.out)
+    work = out / "training"
+    work.mkdir(parents=True, exist_ok=True)
+
+    table = data.read_ham10000(config.data)
+    train_rows = data.split_table(table, "train", config.split_file)
+    val_rows = data.split_table(table, "val", config.split_file)
+    started = time.time()
+    x_train, x_val = data.load_images(train_rows["path"], size), data.load_images(val_rows["path"], size)
+    print(f"loaded {len(x_train)} train / {len(x_val)} val images at {size}px in {time.time() - started:.0f}s", flush=True)
+    y_train, y_val = data.labels(train_rows), data.labels(val_rows)
+    m_train, m_val = data.encode_metadata(train_rows), data.encode_metadata(val_rows)
+    weights = class_weights(y_train, len(CLASSES))
+
+    train_ds = data.make_dataset(x_train, m_train, y_train, config.batch_size, True, config.blank_probability, config.seed)
+    val_ds = data.make_dataset(x_val, m_val, y_val, config.batch_size, False)
+
+    model = build_model(spec.name, size, config.init, config.preprocessing, config.meta_units, config.heads,
+                        bn_momentum=config.bn_momentum)
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate, epsilon=config.adam_epsilon),
+        loss=WeightedCategoricalCrossentropy(weights, config.label_smoothing),
+        metrics=["accuracy", BalancedAccuracy(len(CLASSES))],
+    )
+    history_file = work / "history.csv"
+    best_file = work / "best.weights.h5"
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(work / "backup")),  # resume after an interruption
+        keras.callbacks.ModelCheckpoint(
+            str(best_file), monitor="val_balanced_accuracy", mode="max", save_best_only=True,
+            save_weights_only=True, initial_value_threshold=_best_so_far(history_file),
+        ),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_balanced_accuracy", mode="max", factor=0.2, patience=config.lr_patience,
+            min_lr=config.min_learning_rate,
+        ),
+        keras.callbacks.EarlyStopping(monitor="val_balanced_accuracy", mode="max", patience=config.patience),
+        keras.callbacks.CSVLogger(str(history_file), append=True),
+        EpochEta(config.epochs).callback,
+    ]
+    verbose = config.verbose if config.verbose is not None else (1 if sys.stdout.isatty() else 0)
+    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, verbose=verbose)
+
+    model.load_weights(str(best_file))
+    served = keras.models.clone_model(model)  # uncompiled copy: the bundle carries no optimizer state
+    served.set_weights(model.get_weights())
+    served.save(out / "model.keras")
+    _write_history(history_file, out / "history.csv")
+
+    val_probabilities = served.predict({"image": x_val.astype(np.float32), "metadata": m_val}, batch_size=64, verbose=0)
+    temperature = fit_temperature(val_probabilities, y_val)
+    best_epoch, best_value = _best_epoch(out / "history.csv")
+    card = {
+        "card_version": CARD_VERSION,
+        "architecture": spec.name,
+        "family": spec.family,
+        "attention_module": spec.attach_reason or "ARL blocks (Zhang et al. 2019)",
+        "attach_layer": spec.attach_layer,
+        "input_size": size,
+        "preprocessing": config.preprocessing or spec.preprocessing,
+        "input": "RGB, 0..255, resized (bilinear, aspect not kept) to input_size x input_size",
+        "classes": list(CLASSES),
+        "metadata": {"layout": "age/100, age-missing, sex one-hot, site one-hot", "age_scale": AGE_SCALE,
+                     "sexes": list(SEXES), "sites": list(SITES)},
+        "layers": {"attention": "attention", "gradcam": "features", "output": "probabilities"},
+        "parameters": int(served.count_params()),
+        "temperature": temperature,
+        "calibration": {
+            "fitted_on": "val",
+            "val_ece_before": expected_calibration_error(val_probabilities, y_val),
+            "val_ece_after": expected_calibration_error(apply_temperature(val_probabilities, temperature), y_val),
+        },
+        "data_source": {"path": str(Path(config.data).resolve()), "images": int(len(table)),
+                        "train_images": int(len(y_train)), "val_images": int(len(y_val))},
+        "split_file": Path(config.split_file).name,
+        "split_sha256": _sha256(config.split_file),
+        "training": {**asdict(config), "image_size": size, "class_weights": [float(w) for w in weights],
+                     "best_epoch": best_epoch, "best_val_balanced_accuracy": best_value,
+                     "epochs_run": len(_read_rows(out / "history.csv"))},
+        "software": software_versions(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_json(out / "card.json", card)
+    print(f"bundle written to {out} (best epoch {best_epoch}, val balanced accuracy {best_value:.4f}, T={temperature:.3f})")
+    return ModelBundle.open(out)
+
+
+def _read_rows(path: Path) -> list[dict]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def _write_history(source: Path, target: Path) -> None:
+    """history.csv with one row per epoch (a resumed run may have logged an epoch twice: keep the last)."""
+    rows = {int(r["epoch"]): r for r in _read_rows(source)}
+    ordered = [rows[k] for k in sorted(rows)]
+    wanted = ["epoch", "loss", "val_loss", "accuracy", "val_accuracy", "balanced_accuracy",
+              "val_balanced_accuracy", "learning_rate"]
+    with target.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=wanted, extrasaction="ignore")
+        writer.writeheader()
+        for row in ordered:
+            writer.writerow({**row, "epoch": int(row["epoch"]) + 1})
+
+
+def _best_epoch(history: Path) -> tuple[int, float]:
+    rows = _read_rows(history)
+    best = max(rows, key=lambda r: float(r["val_balanced_accuracy"]))
+    value = float(best["val_balanced_accuracy"])
+    return int(best["epoch"]), (value if math.isfinite(value) else float("nan"))

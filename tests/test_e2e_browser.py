@@ -1,0 +1,96 @@
+"""A real browser session: Playwright drives Debian's Chromium against `streamlit run app.py`."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from synthetic import lesion_image
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (.ci/run installs it)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = free_port()
+    log = (tmp_path_factory.mktemp("server") / "streamlit.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail("streamlit did not start")
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def choose(page, label: str, option: str):
+    page.get_by_label(label, exact=True).click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_doctor_uploads_a_photo_and_reads_the_result(server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    photo = tmp_path / "lesion.jpg"
+    lesion_image(4, np.random.default_rng(5), size=(600, 450)).save(photo, quality=90)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.goto(server)
+        page.set_input_files("input[type=file]", str(photo))
+        expect(page.get_by_text("lesion.jpg (600 x 450 px)")).to_be_visible(timeout=60_000)
+        page.get_by_label("Age (years)", exact=True).fill("58")
+        choose(page, "Sex", "Female")
+        choose(page, "Body site", "Back")
+        page.get_by_role("button", name="Analyse").click()
+        expect(page.get_by_text("Where the model looked")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("Soft-attention map (the model's own)")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("Grad-CAM for")).to_be_visible(timeout=120_000)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(ARTIFACTS / "diagnose.png"), full_page=True)
+
+        # The malignant and benign groups are complementary shares of one probability vector.
+        metrics = page.locator("[data-testid=stMetricValue]").all_inner_texts()
+        shares = [float(m.strip("%")) for m in metrics]
+        assert len(shares) == 2 and abs(sum(shares) - 100) < 0.15
+        differential = page.locator("li").filter(has_text="%").all_inner_texts()
+        assert len(differential) >= 3
+        assert page.locator("img").count() >= 4  # preview, original, two overlays
+        assert page.locator("[data-testid=stException]").count() == 0
+
+        page.get_by_role("link", name="Model metrics").click()
+        expect(page.get_by_text("All models side by side")).to_be_visible(timeout=60_000)
+        page.wait_for_timeout(2500)
+        page.screenshot(path=str(ARTIFACTS / "metrics.png"), full_page=True)
+        browser.close()
