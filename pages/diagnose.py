@@ -32,6 +32,55 @@ def describe(bundle: sc.ModelBundle) -> str:
     return f"{bundle.architecture} ({bundle.input_size}px) - {bundle.name}"
 
 
+def probability_chart(prediction: sc.Prediction) -> go.Figure:
+    ranked = prediction.ranked[::-1]
+    figure = go.Figure(go.Bar(
+        x=[p for _, p in ranked], y=[f"{sc.CLASS_NAMES[c]} ({c})" for c, _ in ranked], orientation="h",
+        marker_color=[GROUP_COLOURS[c in sc.MALIGNANT] for c, _ in ranked],
+        text=[f"{p:.1%}" for _, p in ranked], textposition="outside"))
+    figure.update_layout(xaxis=dict(range=[0, 1.15], tickformat=".0%", title="Probability"),
+                         height=330, margin=dict(l=10, r=10, t=30, b=10),
+                         title="All seven diagnoses (red: malignant or pre-malignant)")
+    return figure
+
+
+def show_result(prediction: sc.Prediction, patient: sc.Patient, cams: dict, bundle_path: str,
+                method: str, opacity: float, colour_scale: str) -> None:
+    """Probabilities, differential, grouping and both overlays; Grad-CAM maps are cached in ``cams``."""
+    if patient.is_unknown:
+        st.caption("No patient details were given; the model used the photo alone.")
+    chart_column, summary_column = st.columns([3, 2], gap="large")
+    chart_column.plotly_chart(probability_chart(prediction), width="stretch")
+    with summary_column:
+        st.subheader("Differential (top 3)")
+        for rank, (code, probability) in enumerate(prediction.ranked[:3], start=1):
+            st.markdown(f"{rank}. **{sc.CLASS_NAMES[code]}** ({code}): {probability:.1%}")
+        malignant = prediction.malignant_probability
+        st.metric("Malignant or pre-malignant (mel + bcc + akiec)", f"{malignant:.1%}")
+        st.metric("Benign (nv + bkl + df + vasc)", f"{1 - malignant:.1%}")
+
+    st.subheader("Where the model looked")
+    if method not in cams:
+        with st.spinner(f"Computing {method}…"):
+            explainer = classifier(bundle_path).explainer(plus_plus=method == "Grad-CAM++")
+            cams[method] = explainer(prediction.image, patient, prediction.top)
+    attention_overlay = sc.overlay(prediction.image, prediction.attention_map, opacity, colour_scale)
+    cam_overlay = sc.overlay(prediction.image, cams[method], opacity, colour_scale)
+    original_column, attention_column, cam_column = st.columns(3)
+    original_column.image(prediction.image, caption="Original", width="stretch")
+    attention_column.image(attention_overlay, caption="Soft-attention map (the model's own)", width="stretch")
+    cam_column.image(cam_overlay, caption=f"{method} for {sc.CLASS_NAMES[prediction.top]}", width="stretch")
+    attention_column.download_button("Download attention overlay (PNG)", sc.png_bytes(attention_overlay),
+                                     "attention_overlay.png", "image/png", on_click="ignore")
+    cam_column.download_button(f"Download {method} overlay (PNG)", sc.png_bytes(cam_overlay),
+                               f"{method.lower().replace('+', 'p').replace('-', '')}_overlay.png", "image/png",
+                               on_click="ignore")
+    st.caption("Red: regions that weighed most; blue: least. Heat-maps show what drove the model, not where "
+               "the lesion is malignant.")
+    st.caption(f"Model: {prediction.model_name} ({prediction.architecture}) on {prediction.device}; "
+               f"analysis took {prediction.seconds * 1000:.0f} ms.")
+
+
 st.title("Skin lesion decision support")
 st.info(
     "Decision support, not a diagnosis. The model estimates how likely each of seven diagnoses is for a "
@@ -72,10 +121,10 @@ if upload is not None:
 with form_column, st.form("patient"):
     st.subheader("Patient")
     age = st.number_input("Age (years)", min_value=0, max_value=120, value=None, step=1,
-                          placeholder="unknown", help="Leave empty if unknown.")
-    sex = st.selectbox("Sex", sc.SEXES[::-1], format_func=str.capitalize)
+                          placeholder="unknown", help="Leave empty if unknown.", key="age")
+    sex = st.selectbox("Sex", sc.SEXES[::-1], format_func=str.capitalize, key="sex")
     site = st.selectbox("Body site", (sc.UNKNOWN,) + tuple(s for s in sc.SITES if s != sc.UNKNOWN),
-                        format_func=str.capitalize)
+                        format_func=str.capitalize, key="site")
     submitted = st.form_submit_button("Analyse", type="primary", disabled=image is None,
                                       width="stretch")
 
@@ -101,52 +150,18 @@ if result and upload is not None and result["upload"] == hashlib.sha256(upload.g
     patient: sc.Patient = result["patient"]
     st.divider()
     st.header("Result")
-    reasons = prediction.uncertainty_reasons()
-    if reasons:
-        st.warning("**The model is unsure about this lesion**: " + "; ".join(reasons)
-                   + ". Please treat this result with caution and consider specialist review.",
-                   icon=":material/warning:")
-    if patient.is_unknown:
-        st.caption("No patient details were given; the model used the photo alone.")
-
-    chart_column, summary_column = st.columns([3, 2], gap="large")
-    ranked = prediction.ranked
-    with chart_column:
-        labels = [f"{sc.CLASS_NAMES[c]} ({c})" for c, _ in ranked][::-1]
-        values = [p for _, p in ranked][::-1]
-        colours = [GROUP_COLOURS[c in sc.MALIGNANT] for c, _ in ranked][::-1]
-        figure = go.Figure(go.Bar(x=values, y=labels, orientation="h", marker_color=colours,
-                                  text=[f"{v:.1%}" for v in values], textposition="outside"))
-        figure.update_layout(xaxis=dict(range=[0, 1.12], tickformat=".0%", title="Probability"),
-                             height=330, margin=dict(l=10, r=10, t=30, b=10),
-                             title="All seven diagnoses (red: malignant or pre-malignant)")
-        st.plotly_chart(figure, width="stretch")
-    with summary_column:
-        st.subheader("Differential (top 3)")
-        for rank, (code, probability) in enumerate(ranked[:3], start=1):
-            st.markdown(f"{rank}. **{sc.CLASS_NAMES[code]}** ({code}): {probability:.1%}")
-        malignant = prediction.malignant_probability
-        st.metric("Malignant or pre-malignant (mel + bcc + akiec)", f"{malignant:.1%}")
-        st.metric("Benign (nv + bkl + df + vasc)", f"{1 - malignant:.1%}")
-
-    st.subheader("Where the model looked")
-    cams = result["cams"]
-    if method not in cams:
-        with st.spinner(f"Computing {method}…"):
-            explainer = classifier(result["bundle"]).explainer(plus_plus=method == "Grad-CAM++")
-            cams[method] = explainer(prediction.image, patient, prediction.top)
-    attention_overlay = sc.overlay(prediction.image, prediction.attention_map, opacity, colour_scale)
-    cam_overlay = sc.overlay(prediction.image, cams[method], opacity, colour_scale)
-    original_column, attention_column, cam_column = st.columns(3)
-    original_column.image(prediction.image, caption="Original", width="stretch")
-    attention_column.image(attention_overlay, caption="Soft-attention map (the model's own)", width="stretch")
-    cam_column.image(cam_overlay, caption=f"{method} for {sc.CLASS_NAMES[prediction.top]}", width="stretch")
-    attention_column.download_button("Download attention overlay (PNG)", sc.png_bytes(attention_overlay),
-                                     "attention_overlay.png", "image/png", on_click="ignore")
-    cam_column.download_button(f"Download {method} overlay (PNG)", sc.png_bytes(cam_overlay),
-                               f"{method.lower().replace('+', 'p').replace('-', '')}_overlay.png", "image/png",
-                               on_click="ignore")
-    st.caption("Red: regions that weighed most; blue: least. Heat-maps show what drove the model, not where "
-               "the lesion is malignant.")
-    st.caption(f"Model: {prediction.model_name} ({prediction.architecture}) on {prediction.device}; "
-               f"analysis took {prediction.seconds * 1000:.0f} ms.")
+    if prediction.not_lesion_reasons:
+        st.error("**This does not look like a dermoscopy photo of a skin lesion**: "
+                 + "; ".join(prediction.not_lesion_reasons)
+                 + ". No diagnosis is offered. Please upload a dermoscopic close-up of the lesion.",
+                 icon=":material/hide_image:")
+        holder = st.expander("Show the model's output anyway (not meaningful for this photo)")
+    else:
+        reasons = prediction.uncertainty_reasons()
+        if reasons:
+            st.warning("**The model is unsure about this lesion**: " + "; ".join(reasons)
+                       + ". Please treat this result with caution and consider specialist review.",
+                       icon=":material/warning:")
+        holder = st.container()
+    with holder:
+        show_result(prediction, patient, result["cams"], result["bundle"], method, opacity, colour_scale)

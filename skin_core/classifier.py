@@ -14,6 +14,7 @@ from .bundle import WEIGHTS_DIR, ModelBundle, list_bundles
 from .errors import BundleError
 from .evaluation import apply_temperature
 from .images import load_image, resize_for_model
+from .ood import LesionCheck
 from .patient import UNKNOWN_PATIENT, Patient
 from .registry import SERVING_PREFERENCE
 from .vocab import CLASS_NAMES, CLASSES, MALIGNANT
@@ -31,6 +32,8 @@ class Prediction:
     probabilities: np.ndarray  # (7,), sums to 1
     attention_map: np.ndarray  # (h, w) in 0..1, the model's own soft attention
     image: np.ndarray = field(repr=False)  # the RGB photo as decoded (after EXIF rotation)
+    logits: np.ndarray = field(default=None, repr=False)  # raw class scores, before softmax and temperature
+    not_lesion_reasons: tuple[str, ...] = ()  # why the photo does not look like a dermoscopy image
     model_name: str = ""
     architecture: str = ""
     device: str = "CPU"
@@ -70,6 +73,11 @@ class Prediction:
         return reasons
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    exp = np.exp(logits - logits.max())
+    return exp / exp.sum()
+
+
 def gpu_available() -> bool:
     import tensorflow as tf
 
@@ -95,13 +103,16 @@ class Classifier:
             raise BundleError(f"{bundle.path}: card says {bundle.input_size}px / {len(CLASSES)} classes, "
                               f"model has {size}px / {self.model.outputs[0].shape[-1]}")
         names = bundle.card["layers"]
-        served = keras.Model(self.model.inputs, [self.model.output, self.model.get_layer(names["attention"]).output[1]])
+        head = self.model.get_layer(names["output"])
+        self._head_kernel, self._head_bias = (w.astype(np.float64) for w in head.get_weights())
+        served = keras.Model(self.model.inputs, [self.model.get_layer(names["attention"]).output[1], head.input])
         self._forward = tf.function(
             lambda image, metadata: served([image, metadata], training=False),
             input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32),
                              tf.TensorSpec((None, self.model.inputs[1].shape[1]), tf.float32)],
         )
         self.device = "GPU" if gpu_available() else "CPU"
+        self.lesion_check = LesionCheck.from_card(bundle.card)
         self._explainers = {}
         self._lock = threading.Lock()
         self.predict(np.full((size, size, 3), 128, np.uint8))  # trace once, so the first doctor does not wait
@@ -123,12 +134,15 @@ class Classifier:
         started = time.perf_counter()
         rgb = image if isinstance(image, np.ndarray) else load_image(image)
         x, meta = self.model_inputs(rgb, patient or UNKNOWN_PATIENT)
-        probabilities, attention = self._forward(x, meta)
-        probabilities = apply_temperature(probabilities.numpy()[0].astype(np.float64), self.bundle.temperature)
+        attention, features = self._forward(x, meta)
+        logits = features.numpy()[0].astype(np.float64) @ self._head_kernel + self._head_bias
+        probabilities = apply_temperature(softmax(logits), self.bundle.temperature)
         attention = attention.numpy()[0]
+        reasons = self.lesion_check.reasons(x[0].astype(np.uint8), logits) if self.lesion_check else []
         attention = (attention - attention.min()) / (np.ptp(attention) or 1.0)
         return Prediction(
-            probabilities=probabilities, attention_map=attention, image=rgb, model_name=self.name,
+            probabilities=probabilities, attention_map=attention, image=rgb, logits=logits,
+            not_lesion_reasons=tuple(reasons), model_name=self.name,
             architecture=self.bundle.architecture, device=self.device, seconds=time.perf_counter() - started,
         )
 

@@ -71,6 +71,27 @@ def _report(args) -> int:
     return 0
 
 
+def _fit_ood(args) -> int:
+    from .bundle import ModelBundle
+    from .ood import fit_lesion_check
+
+    report = fit_lesion_check(ModelBundle.open(args.bundle), args.data, args.split_file)
+    print(f"warnings on {report['non_lesion_images']} non-lesion images: {report['warning_rate_non_lesions']:.1%}; "
+          f"false warnings on lesions: val {report['false_warning_rate_val_lesions']:.1%}, "
+          f"test {report['false_warning_rate_test_lesions']:.1%}")
+    print(f"missed: {', '.join(report['non_lesions_missed']) or 'none'}")
+    return 0
+
+
+def _bench(args) -> int:
+    from .bench import markdown, run
+
+    from .bench import BENCH_DIR
+
+    print(markdown(run(args.repeats, args.out or BENCH_DIR)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .data import SPLIT_FILE
 
@@ -124,6 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True)
     s.add_argument("--out", required=True)
     s.set_defaults(run=_split)
+
+    o = sub.add_parser("fit-ood", help="fit the 'not a dermoscopy photo' check on val lesions and report its rates")
+    o.add_argument("bundle")
+    o.add_argument("--data", required=True)
+    o.add_argument("--split-file", default=str(SPLIT_FILE))
+    o.set_defaults(run=_fit_ood)
+
+    b = sub.add_parser("bench", help="latency, cold start, memory and throughput of every shipped bundle")
+    b.add_argument("--repeats", type=int, default=50)
+    b.add_argument("--out", default=None, help="folder for results.json and results.md (default: bench/)")
+    b.set_defaults(run=_bench)
 
     r = sub.add_parser("report", help="print the Models table from the bundles' metrics (or update README)")
     r.add_argument("--readme", help="rewrite the table between the models markers in this file")

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+import pillow_heif
+from PIL import Image, ImageOps
 
 from .errors import InvalidImage
 
+pillow_heif.register_heif_opener()  # iPhone photos (HEIC / HEIF)
+
 MAX_FILE_BYTES = 50 * 1024 * 1024  # far above any dermoscopy photo; the app limits uploads lower
-MAX_PIXELS = 80_000_000  # a 10000 x 8000 photo; anything that declares more is refused undecoded
+MAX_PIXELS = 60_000_000  # above a 48-megapixel phone photo; anything that declares more is refused undecoded
 MIN_SIDE = 32  # below this there is no lesion detail to classify
 WORKING_SIDE = 1024  # large photos are reduced to this longest side right after decoding
 
@@ -26,35 +28,32 @@ WORKING_SIDE = 1024  # large photos are reduced to this longest side right after
 def load_image(source) -> np.ndarray:
     """Decode bytes, a path or a binary file object into an RGB uint8 array (h, w, 3).
 
-    EXIF orientation is applied; palette, grey, RGBA, CMYK and 16-bit images are converted; the
-    first frame of an animation or multi-page file is used; very large photos are reduced.
+    EXIF orientation is applied; palette, grey, RGBA, CMYK, 16-bit and HEIC images are converted; the
+    first frame of an animation or multi-page file is used; very large photos are reduced. Anything
+    else raises InvalidImage with a message for the user.
     """
     data = _read_bytes(source)
     if not data:
         raise InvalidImage("The file is empty. Please upload the photo again.")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise InvalidImage(
-                    f"The image declares {width} x {height} pixels, far more than any camera makes. "
-                    "It was not opened. Please export the photo again at normal size."
-                )
-            image.seek(0)
-            image.draft("RGB", (WORKING_SIDE, WORKING_SIDE))  # JPEG: decode at reduced scale
-            image.load()
-    except InvalidImage:
-        raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise InvalidImage(_BOMB_MESSAGE) from None
+    except Exception:  # Pillow raises many types for non-images; all mean the same to the user
         raise InvalidImage(
-            "This file is not an image that can be read (JPEG, PNG, TIFF, BMP, WebP or GIF). "
+            "This file is not an image that can be read (JPEG, PNG, TIFF, BMP, WebP, GIF or HEIC). "
             "Please upload the lesion photo itself."
         ) from None
-    except (OSError, SyntaxError, ValueError, EOFError):
+    width, height = image.size
+    if width * height > MAX_PIXELS:  # refused from the header alone, before any pixel is decoded
+        raise InvalidImage(_BOMB_MESSAGE)
+    try:
+        image.seek(0)
+        image.draft("RGB", (WORKING_SIDE, WORKING_SIDE))  # JPEG: decode at a reduced scale
+        image.load()
+        image = _to_rgb(ImageOps.exif_transpose(image))
+    except Exception:
         raise InvalidImage("The image file is damaged or incomplete. Please upload it again.") from None
-    image = _to_rgb(ImageOps.exif_transpose(image))
     if min(image.size) < MIN_SIDE:
         raise InvalidImage(
             f"The image is only {image.size[0]} x {image.size[1]} pixels; at least {MIN_SIDE} x {MIN_SIDE} "
@@ -62,6 +61,12 @@ def load_image(source) -> np.ndarray:
         )
     image.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.uint8)
+
+
+_BOMB_MESSAGE = (
+    "The image declares far more pixels than any camera makes, so it was not opened. "
+    "Please export the photo again at its normal size."
+)
 
 
 def _read_bytes(source) -> bytes:
@@ -86,7 +91,7 @@ def _too_big_message(size: int) -> str:
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # 16/32-bit greyscale: stretch its real range to 8 bits rather than clipping it.
         array = np.asarray(image, dtype=np.float64)
         low, high = float(array.min()), float(array.max())

@@ -31,9 +31,14 @@ class WeightedCategoricalCrossentropy(keras.losses.Loss):
         if self.label_smoothing:
             n = ops.cast(ops.shape(y_true)[-1], y_pred.dtype)
             y_true = y_true * (1.0 - self.label_smoothing) + self.label_smoothing / n
-        y_pred = ops.clip(y_pred, keras.config.epsilon(), 1.0)
+        logits = getattr(y_pred, "_keras_logits", None)  # set by Keras's softmax on the model's output
+        if logits is not None:
+            # From the logits: the gradient (p - y) never vanishes, even when a fresh network saturates.
+            log_p = ops.log_softmax(logits, axis=-1)
+        else:
+            log_p = ops.log(ops.clip(y_pred, keras.config.epsilon(), 1.0))
         weights = ops.convert_to_tensor(self.class_weights, dtype=y_pred.dtype)
-        return -ops.sum(weights * y_true * ops.log(y_pred), axis=-1)
+        return -ops.sum(weights * y_true * log_p, axis=-1)
 
     def get_config(self):
         return {**super().get_config(), "class_weights": self.class_weights, "label_smoothing": self.label_smoothing}

@@ -32,7 +32,7 @@ def texts(at) -> str:
 
 def test_upload_gives_probabilities_and_both_overlays(app):
     app.file_uploader[0].set_value(("lesion.jpg", jpeg_bytes(), "image/jpeg")).run()
-    app.number_input[0].set_value(62)
+    app.number_input(key="age").set_value(62)
     app.form_submit_button[0].click().run()
     assert not app.exception, [e.value for e in app.exception]
     result = app.session_state["result"]
@@ -74,3 +74,17 @@ def test_metrics_page_renders_a_table_per_bundle(app):
         assert any(bundle.name in h for h in headers)
     comparison = app.dataframe[0].value
     assert list(comparison["Bundle"]) == [b.name for b in bundles]
+
+
+def test_a_non_dermoscopy_photo_gets_a_visible_warning(app):
+    from skin_core.explain import png_bytes
+    from skin_core.ood import non_dermoscopy_images
+
+    if sc.load_classifier().lesion_check is None:
+        pytest.fail("the default bundle has no fitted 'not a dermoscopy photo' check (run fit-ood)")
+    page = png_bytes(non_dermoscopy_images()["document:0"])
+    app.file_uploader[0].set_value(("scan.png", page, "image/png")).run()
+    app.form_submit_button[0].click().run()
+    assert not app.exception
+    assert any("does not look like a dermoscopy photo" in e.value for e in app.error)
+    assert app.expander, "the model's output is tucked away, not shown as a diagnosis"

@@ -50,3 +50,16 @@ def test_metrics_report_balanced_figures():
     assert m["confusion_matrix"][0][1] == 1
     lo, hi = m["balanced_accuracy_95ci"]
     assert 0 <= lo <= hi <= 1
+
+
+def test_weighted_loss_keeps_its_gradient_when_the_softmax_saturates():
+    import keras
+    import tensorflow as tf
+
+    logits = tf.Variable([[60.0, -60.0, 0.0]])
+    loss = WeightedCategoricalCrossentropy([1.0, 2.0, 1.0])
+    with tf.GradientTape() as tape:
+        value = loss(tf.constant([[0.0, 1.0, 0.0]]), keras.activations.softmax(logits))
+    gradient = tape.gradient(value, logits).numpy()
+    assert abs(float(value) - 2.0 * 120.0) < 1e-3  # W_1 * -log softmax = 2 * (60 + 60 + log(1 + e^-60 + e^-60))
+    np.testing.assert_allclose(gradient, [[2.0, -2.0, 0.0]], atol=1e-5)  # W_1 * (p - y)

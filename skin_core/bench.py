@@ -1,0 +1,134 @@
+"""`python -m skin_core bench`: what the served path costs, per shipped bundle, measured in one run."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import list_bundles, write_json
+
+BENCH_DIR = Path(__file__).resolve().parent.parent / "bench"
+
+_COLD_START = """
+import io, json, resource, sys, time
+started = time.perf_counter()
+import numpy as np
+import skin_core as sc
+classifier = sc.load_classifier(sys.argv[1])
+prediction = classifier.predict(sys.stdin.buffer.read(), sc.Patient.from_fields(55, "female", "back"))
+first = time.perf_counter() - started
+classifier.explainer(False)(prediction.image); classifier.explainer(True)(prediction.image)
+print(json.dumps({"cold_start_s": first, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def _percentiles(times: list[float]) -> dict:
+    ms = np.asarray(times) * 1000
+    return {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)), "n": len(ms)}
+
+
+def _timed(fn, repeats: int, warmup: int = 3) -> dict:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return _percentiles(times)
+
+
+def sample_photo() -> bytes:
+    """A 600 x 450 JPEG like the original HAM10000 release (drawn, so the bench needs no data)."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(0)
+    image = Image.new("RGB", (600, 450), (214, 170, 150))
+    ImageDraw.Draw(image).ellipse([200, 130, 400, 320], fill=(110, 60, 45))
+    noisy = np.clip(np.asarray(image, np.float32) + rng.normal(0, 8, (450, 600, 3)), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noisy).save(buffer, format="JPEG", quality=92)
+    return buffer.getvalue()
+
+
+def machine() -> dict:
+    import tensorflow as tf
+
+    cpu = platform.processor()
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "tensorflow": tf.__version__, "python": platform.python_version(),
+            "gpu": bool(tf.config.list_physical_devices("GPU"))}
+
+
+def bench_bundle(bundle, photo: bytes, repeats: int) -> dict:
+    import tensorflow as tf
+
+    import skin_core as sc
+
+    cold = subprocess.run([sys.executable, "-c", _COLD_START, str(bundle.path)], input=photo,
+                          capture_output=True, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    cold_result = json.loads(cold.stdout.decode().strip().splitlines()[-1])
+    classifier = sc.load_classifier(str(bundle.path))
+    patient = sc.Patient.from_fields(55, "female", "back")
+    rgb = sc.load_image(photo)
+    x, meta = classifier.model_inputs(rgb, patient)
+    model = classifier.model
+    compiled = tf.function(lambda a, b: model([a, b], training=False), jit_compile=False)
+    batch = (np.repeat(x, 32, axis=0), np.repeat(meta, 32, axis=0))
+    model.predict(list(batch), verbose=0)
+    started = time.perf_counter()
+    rounds = max(2, repeats // 10)
+    for _ in range(rounds):
+        model.predict(list(batch), batch_size=32, verbose=0)
+    throughput = 32 * rounds / (time.perf_counter() - started)
+    result = {
+        "bundle": bundle.name, "architecture": bundle.architecture, "input_size": bundle.input_size,
+        "parameters": int(model.count_params()), "file_mb": bundle.model_file.stat().st_size / 1e6,
+        "served_path_ms": _timed(lambda: classifier.predict(photo, patient), repeats),
+        "bare_model_predict_ms": _timed(lambda: model.predict([x, meta], verbose=0), repeats),
+        "bare_tf_function_ms": _timed(lambda: compiled(x, meta), repeats),
+        "batch32_images_per_s": throughput,
+        "gradcam_ms": _timed(lambda: classifier.explainer(False)(rgb, patient, "mel"), max(3, repeats // 10), 1),
+        "gradcam_pp_ms": _timed(lambda: classifier.explainer(True)(rgb, patient, "mel"), max(3, repeats // 10), 1),
+        **cold_result,
+    }
+    result["served_over_bare_compiled"] = result["served_path_ms"]["p50"] / result["bare_tf_function_ms"]["p50"]
+    return result
+
+
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, TensorFlow {m['tensorflow']}, GPU: {m['gpu']}.", "",
+             "| bundle | served p50 / p95 (ms) | bare predict p50 | bare tf.function p50 | served / bare | batch 32 (img/s) "
+             "| Grad-CAM p50 | Grad-CAM++ p50 | cold start (s) | peak RSS (MB) | params | file (MB) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results["bundles"]:
+        lines.append(
+            f"| `{r['bundle']}` | {r['served_path_ms']['p50']:.1f} / {r['served_path_ms']['p95']:.1f} "
+            f"| {r['bare_model_predict_ms']['p50']:.1f} | {r['bare_tf_function_ms']['p50']:.1f} "
+            f"| {r['served_over_bare_compiled']:.2f} | {r['batch32_images_per_s']:.0f} | {r['gradcam_ms']['p50']:.0f} "
+            f"| {r['gradcam_pp_ms']['p50']:.0f} | {r['cold_start_s']:.1f} | {r['peak_rss_mb']:.0f} "
+            f"| {r['parameters'] / 1e6:.1f} M | {r['file_mb']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def run(repeats: int = 50, out_dir=BENCH_DIR) -> dict:
+    photo = sample_photo()
+    results = {"machine": machine(), "repeats": repeats,
+               "bundles": [bench_bundle(b, photo, repeats) for b in list_bundles()]}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "results.json", results)
+    (out_dir / "results.md").write_text(markdown(results))
+    return results
