@@ -120,15 +120,71 @@ def markdown(results: dict) -> str:
             f"| {r['served_over_bare_compiled']:.2f} | {r['batch32_images_per_s']:.0f} | {r['gradcam_ms']['p50']:.0f} "
             f"| {r['gradcam_pp_ms']['p50']:.0f} | {r['cold_start_s']:.1f} | {r['peak_rss_mb']:.0f} "
             f"| {r['parameters'] / 1e6:.1f} M | {r['file_mb']:.1f} |")
+    if results.get("training"):
+        lines += ["", "Training speed (synthetic batches of 32, augmentation on):", "",
+                  "| bundle | input pipeline s/batch | train step s/batch | fit s/batch | pipeline share | est. epoch (min) |",
+                  "|---|---|---|---|---|---|"]
+        for t in results["training"]:
+            lines.append(f"| `{t['bundle']}` | {t['pipeline_s_per_batch']:.3f} | {t['train_step_s_per_batch']:.3f} "
+                         f"| {t['fit_s_per_batch']:.3f} | {t['pipeline_share']:.0%} | {t['estimated_epoch_min']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
-def run(repeats: int = 50, out_dir=BENCH_DIR) -> dict:
+def run(repeats: int = 50, out_dir=BENCH_DIR, training: bool = False) -> dict:
     photo = sample_photo()
     results = {"machine": machine(), "repeats": repeats,
                "bundles": [bench_bundle(b, photo, repeats) for b in list_bundles()]}
+    if training:
+        results["training"] = [training_speed(b) for b in list_bundles()]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "results.json", results)
     (out_dir / "results.md").write_text(markdown(results))
     return results
+
+
+def training_speed(bundle, batches: int = 8, batch_size: int = 32) -> dict:
+    """Seconds per training batch: the input pipeline alone, the train step alone, and both together.
+
+    On a CPU both compete for the same cores, so the pipeline's share is what it takes from a step.
+    """
+    import keras
+
+    from . import data
+    from .losses import WeightedCategoricalCrossentropy
+    from .patient import META_DIM
+    from .models import build_model
+
+    card = bundle.card
+    size = bundle.input_size
+    n = batches * batch_size
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    metadata = np.zeros((n, META_DIM), np.float32)
+    y = rng.integers(0, 7, n)
+    pipeline = data.make_dataset(images, metadata, y, batch_size, training=True)
+    model = build_model(bundle.architecture, size, "none", card["preprocessing"],
+                        card["training"]["meta_units"], card["training"]["heads"])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=WeightedCategoricalCrossentropy([1.0] * 7))
+    cached = list(pipeline)
+    model.train_on_batch(*cached[0])  # trace once, outside the timings
+    model.fit(pipeline.take(1), epochs=1, verbose=0)
+
+    started = time.perf_counter()
+    for _ in pipeline:
+        pass
+    pipeline_s = (time.perf_counter() - started) / batches
+    started = time.perf_counter()
+    for x, label in cached:
+        model.train_on_batch(x, label)
+    step_s = (time.perf_counter() - started) / batches
+    started = time.perf_counter()
+    model.fit(pipeline, epochs=1, verbose=0)
+    together_s = (time.perf_counter() - started) / batches
+    train_images = card["data_source"].get("train_images", 6975)
+    return {
+        "bundle": bundle.name, "architecture": bundle.architecture, "input_size": size,
+        "pipeline_s_per_batch": pipeline_s, "train_step_s_per_batch": step_s, "fit_s_per_batch": together_s,
+        "pipeline_share": pipeline_s / (pipeline_s + step_s),
+        "estimated_epoch_min": together_s * train_images / batch_size / 60,
+    }

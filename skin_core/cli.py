@@ -88,7 +88,18 @@ def _bench(args) -> int:
 
     from .bench import BENCH_DIR
 
-    print(markdown(run(args.repeats, args.out or BENCH_DIR)))
+    print(markdown(run(args.repeats, args.out or BENCH_DIR, training=args.training)))
+    return 0
+
+
+def _tta(args) -> int:
+    from .bundle import ModelBundle
+    from .evaluation import measure_tta
+
+    r = measure_tta(ModelBundle.open(args.bundle), args.data, "val", args.split_file)
+    print(f"val balanced accuracy {r['balanced_accuracy']:.4f} -> {r['balanced_accuracy_tta8']:.4f} with 8-fold TTA; "
+          f"macro AUC {r['macro_auc']:.4f} -> {r['macro_auc_tta8']:.4f}; "
+          f"{r['ms_per_image']:.1f} -> {r['ms_per_image_tta8']:.1f} ms per image (batched)")
     return 0
 
 
@@ -155,7 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="latency, cold start, memory and throughput of every shipped bundle")
     b.add_argument("--repeats", type=int, default=50)
     b.add_argument("--out", default=None, help="folder for results.json and results.md (default: bench/)")
+    b.add_argument("--training", action="store_true", help="also time training batches (pipeline vs compute)")
     b.set_defaults(run=_bench)
+
+    a = sub.add_parser("tta", help="measure 8-fold test-time augmentation on the validation split")
+    a.add_argument("bundle")
+    a.add_argument("--data", required=True)
+    a.add_argument("--split-file", default=str(SPLIT_FILE))
+    a.set_defaults(run=_tta)
 
     r = sub.add_parser("report", help="print the Models table from the bundles' metrics (or update README)")
     r.add_argument("--readme", help="rewrite the table between the models markers in this file")

@@ -156,3 +156,41 @@ def evaluate_bundle(bundle, data_dir, split: str, split_file=None, bootstrap: in
         result[variant] = metrics
     write_json(bundle.path / f"metrics_{split}.json", result)
     return result
+
+
+def dihedral(images: np.ndarray) -> list[np.ndarray]:
+    """The 8 flips and quarter turns of a batch (n, s, s, 3): the test-time augmentation set."""
+    turns = [np.rot90(images, k, axes=(1, 2)) for k in range(4)]
+    return turns + [t[:, :, ::-1] for t in turns]
+
+
+def measure_tta(bundle, data_dir, split: str = "val", split_file=None) -> dict:
+    """Balanced accuracy with and without 8-fold test-time augmentation, and what it costs."""
+    import time
+
+    import keras
+
+    from . import data, layers, losses  # noqa: F401
+    from .bundle import write_json
+
+    table = data.read_ham10000(data_dir)
+    rows = data.split_table(table, split, split_file or data.SPLIT_FILE)
+    model = keras.saving.load_model(bundle.model_file, compile=False)
+    images = data.load_images(rows["path"], bundle.input_size).astype(np.float32)
+    metadata, y = data.encode_metadata(rows), data.labels(rows)
+    started = time.perf_counter()
+    plain = model.predict({"image": images, "metadata": metadata}, batch_size=64, verbose=0)
+    plain_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    augmented = np.mean([model.predict({"image": np.ascontiguousarray(v), "metadata": metadata}, batch_size=64, verbose=0)
+                         for v in dihedral(images)], axis=0)
+    tta_seconds = time.perf_counter() - started
+    result = {
+        "split": split, "n_images": int(len(y)),
+        "balanced_accuracy": float(skm.balanced_accuracy_score(y, plain.argmax(1))),
+        "balanced_accuracy_tta8": float(skm.balanced_accuracy_score(y, augmented.argmax(1))),
+        "macro_auc": float(_macro_auc(y, plain)), "macro_auc_tta8": float(_macro_auc(y, augmented)),
+        "ms_per_image": 1000 * plain_seconds / len(y), "ms_per_image_tta8": 1000 * tta_seconds / len(y),
+    }
+    write_json(bundle.path / f"tta_{split}.json", result)
+    return result

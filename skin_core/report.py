@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -12,6 +13,14 @@ START, END = "<!-- models:start -->", "<!-- models:end -->"
 
 def _fmt(value, digits=3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
 
 
 def models_table(root=WEIGHTS_DIR) -> str:
@@ -31,6 +40,17 @@ def models_table(root=WEIGHTS_DIR) -> str:
             f"| {_fmt(none.get('ece_uncalibrated'))} -> {_fmt(none.get('ece'))} "
             f"| {_fmt(val.get('without_metadata', {}).get('balanced_accuracy'))} |"
         )
+    lines += ["", "'Not a dermoscopy photo' check (`python -m skin_core fit-ood`; thresholds fitted on validation lesions) "
+              "and 8-fold test-time augmentation (`python -m skin_core tta`, validation split):", "",
+              "| bundle | warnings on non-lesion images | false warnings on val lesions | on test lesions "
+              "| val bal. acc. plain -> TTA | ms/image plain -> TTA (batched) |", "|---|---|---|---|---|---|"]
+    for bundle in list_bundles(root):
+        ood, tta = _read(bundle.path / "ood_report.json"), _read(bundle.path / "tta_val.json")
+        lines.append(
+            f"| `{bundle.name}` | {_pct(ood.get('warning_rate_non_lesions'))} of {ood.get('non_lesion_images', 'n/a')} "
+            f"| {_pct(ood.get('false_warning_rate_val_lesions'))} | {_pct(ood.get('false_warning_rate_test_lesions'))} "
+            f"| {_fmt(tta.get('balanced_accuracy'))} -> {_fmt(tta.get('balanced_accuracy_tta8'))} "
+            f"| {_fmt(tta.get('ms_per_image'), 1)} -> {_fmt(tta.get('ms_per_image_tta8'), 1)} |")
     lines.append("")
     lines.append("Test figures are on the committed held-out test split with every metadata field unknown "
                  "(first number) and with the patients' metadata (second); the other columns are without metadata. "
