@@ -29,7 +29,10 @@ def default_bundle_name() -> str:
 
 
 def describe(bundle: sc.ModelBundle) -> str:
-    return f"{bundle.architecture} ({bundle.input_size}px) - {bundle.name}"
+    """The sidebar label: what the model is and how it did on the held-out test split."""
+    test = (bundle.metrics("test") or {}).get("without_metadata", {})
+    score = f", test balanced accuracy {test['balanced_accuracy']:.2f}" if test else ""
+    return f"{bundle.architecture} ({bundle.input_size}px{score})"
 
 
 def probability_chart(prediction: sc.Prediction) -> go.Figure:

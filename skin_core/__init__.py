@@ -3,6 +3,7 @@
 The app uses only what is exported here.
 """
 
+from . import layers, losses  # noqa: F401  (registers the custom Keras objects for plain load_model)
 from .bundle import ModelBundle, list_bundles
 from .classifier import Classifier, Prediction, default_bundle, find_bundle, gpu_available, load_classifier
 from .errors import BundleError, InvalidImage, InvalidPatient, SkinCoreError

@@ -23,6 +23,7 @@ from .vocab import CLASS_NAMES, CLASSES, MALIGNANT
 MIN_TOP_PROBABILITY = 0.50
 MAX_NORMALISED_ENTROPY = 0.60
 MIN_MARGIN = 0.15
+CPU_FALLBACK_MARGIN = 0.05  # validation balanced accuracy a bundle must gain to displace the CPU model
 
 
 @dataclass(frozen=True)
@@ -156,17 +157,33 @@ class Classifier:
             return self._explainers[plus_plus]
 
 
+def validation_score(bundle: ModelBundle) -> float | None:
+    """Validation balanced accuracy with metadata unknown (the harder, honest case), if measured."""
+    return (bundle.metrics("val") or {}).get("without_metadata", {}).get("balanced_accuracy")
+
+
 def default_bundle(root=WEIGHTS_DIR, gpu: bool | None = None) -> ModelBundle:
-    """The bundle the app serves: the GPU model when a GPU is present and shipped, else the CPU one."""
+    """The bundle the app serves by default.
+
+    A GPU and a shipped GPU model (InceptionResNetV2): that one. Otherwise the CPU model
+    (MobileNetV3Large), unless another shipped bundle beats it on the validation split by more than
+    CPU_FALLBACK_MARGIN balanced accuracy: a doctor should not be shown a clearly weaker model by
+    default. The choice reads validation metrics only, never test.
+    """
     bundles = list_bundles(root)
     if not bundles:
         raise BundleError(f"No model bundles found in {root}")
     use_gpu = gpu_available() if gpu is None else gpu
-    for device in (["gpu", "cpu"] if use_gpu else ["cpu"]):
-        for bundle in bundles:
-            if bundle.architecture == SERVING_PREFERENCE[device]:
-                return bundle
-    return bundles[0]
+    by_architecture = {b.architecture: b for b in bundles}
+    if use_gpu and SERVING_PREFERENCE["gpu"] in by_architecture:
+        return by_architecture[SERVING_PREFERENCE["gpu"]]
+    preferred = by_architecture.get(SERVING_PREFERENCE["cpu"], bundles[0])
+    scored = [b for b in bundles if validation_score(b) is not None]
+    if scored and validation_score(preferred) is not None:
+        best = max(scored, key=validation_score)
+        if validation_score(best) - validation_score(preferred) > CPU_FALLBACK_MARGIN:
+            return best
+    return preferred
 
 
 def find_bundle(name_or_path, root=WEIGHTS_DIR) -> ModelBundle:

@@ -43,7 +43,7 @@ def models_table(root=WEIGHTS_DIR) -> str:
     lines += ["", "'Not a dermoscopy photo' check (`python -m skin_core fit-ood`; thresholds fitted on validation lesions) "
               "and 8-fold test-time augmentation (`python -m skin_core tta`, validation split):", "",
               "| bundle | warnings on non-lesion images | false warnings on val lesions | on test lesions "
-              "| val bal. acc. plain -> TTA | ms/image plain -> TTA (batched) |", "|---|---|---|---|---|---|"]
+              "| val bal. acc. with metadata, plain -> TTA | ms/image plain -> TTA (batched) |", "|---|---|---|---|---|---|"]
     for bundle in list_bundles(root):
         ood, tta = _read(bundle.path / "ood_report.json"), _read(bundle.path / "tta_val.json")
         lines.append(

@@ -131,7 +131,7 @@ def train(config: TrainConfig) -> ModelBundle:
     model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, verbose=verbose)
 
     model.load_weights(str(best_file))
-    served = keras.models.clone_model(model)  # uncompiled copy: the bundle carries no optimizer state
+    served = keras.Model.from_config(model.get_config())  # uncompiled: the bundle carries no optimizer state
     served.set_weights(model.get_weights())
     served.save(out / "model.keras")
     _write_history(history_file, out / "history.csv")

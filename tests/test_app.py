@@ -2,11 +2,10 @@
 
 import io
 
-import numpy as np
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
-from synthetic import lesion_image
+from synthetic import dermoscopy_like
 
 import skin_core as sc
 
@@ -16,7 +15,7 @@ TIMEOUT = 180
 
 def jpeg_bytes() -> bytes:
     buffer = io.BytesIO()
-    lesion_image(4, np.random.default_rng(3)).save(buffer, format="JPEG")
+    dermoscopy_like(3).save(buffer, format="JPEG")
     return buffer.getvalue()
 
 

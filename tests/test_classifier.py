@@ -94,11 +94,14 @@ def test_predict_gives_a_prediction_or_invalid_image(classifier, data):
     assert abs(prediction.probabilities.sum() - 1) < 1e-6
 
 
-def _fake_bundle(root, name, architecture):
+def _fake_bundle(root, name, architecture, val_balanced_accuracy=None):
     folder = root / name
     folder.mkdir()
     (folder / "model.keras").write_bytes(b"")
     (folder / "card.json").write_text(json.dumps({"architecture": architecture, "classes": list(sc.CLASSES)}))
+    if val_balanced_accuracy is not None:
+        metrics = {"without_metadata": {"balanced_accuracy": val_balanced_accuracy}}
+        (folder / "metrics_val.json").write_text(json.dumps(metrics))
 
 
 @pytest.mark.parametrize("gpu, expected", [(True, "InceptionResNetV2"), (False, "MobileNetV3Large")])
@@ -114,3 +117,11 @@ def test_gpu_without_a_gpu_bundle_falls_back_to_the_cpu_model(tmp_path, monkeypa
     _fake_bundle(tmp_path, "c-v3l", "MobileNetV3Large")
     monkeypatch.setattr(sc.classifier, "gpu_available", lambda: True)
     assert default_bundle(tmp_path).architecture == "MobileNetV3Large"
+
+
+@pytest.mark.parametrize("v2, v3, expected", [(0.70, 0.52, "MobileNetV2"), (0.70, 0.67, "MobileNetV3Large")])
+def test_cpu_default_gives_way_only_to_a_clearly_better_model(tmp_path, monkeypatch, v2, v3, expected):
+    _fake_bundle(tmp_path, "a-v2", "MobileNetV2", v2)
+    _fake_bundle(tmp_path, "c-v3l", "MobileNetV3Large", v3)
+    monkeypatch.setattr(sc.classifier, "gpu_available", lambda: False)
+    assert default_bundle(tmp_path).architecture == expected

@@ -3,9 +3,8 @@
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-from synthetic import lesion_image
+from synthetic import dermoscopy_like
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -25,7 +24,7 @@ def test_doctor_uploads_a_photo_and_reads_the_result(server, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     photo = tmp_path / "lesion.jpg"
-    lesion_image(4, np.random.default_rng(5), size=(600, 450)).save(photo, quality=90)
+    dermoscopy_like(5).save(photo, quality=90)
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -3,9 +3,8 @@
 import asyncio
 import time
 
-import numpy as np
 import pytest
-from synthetic import lesion_image
+from synthetic import dermoscopy_like
 from test_e2e_browser import CHROMIUM, CHROMIUM_ARGS, pytestmark  # noqa: F401  (same skip rule)
 
 SESSIONS = 20
@@ -53,7 +52,7 @@ def test_twenty_simultaneous_sessions(server, tmp_path):
         if i == 7:
             path.write_text("this is not an image")
         else:
-            lesion_image(i % 7, np.random.default_rng(i), size=(400, 300)).save(path)
+            dermoscopy_like(i, size=(400, 300)).save(path)
         photos.append(path)
     started = time.time()
     outcomes = asyncio.run(run_all(server, photos, junk_index=7))

@@ -1,7 +1,11 @@
 """train -> evaluate -> predict end to end on a synthetic HAM10000-shaped data set."""
 
 import csv
+import io
 import json
+import zipfile
+
+import h5py
 
 import numpy as np
 
@@ -21,6 +25,8 @@ def test_train_evaluate_predict(synthetic_data, tmp_path):
     assert [int(r["epoch"]) for r in history] == [1, 2]
     assert {"loss", "val_loss", "balanced_accuracy", "val_balanced_accuracy", "learning_rate"} <= set(history[0])
     assert not (out / "training" / "backup").exists()  # finished runs leave no resume state
+    with zipfile.ZipFile(out / "model.keras") as archive, archive.open("model.weights.h5") as weights:
+        assert "optimizer" not in h5py.File(io.BytesIO(weights.read())), "bundles carry no optimizer state"
 
     assert main(["evaluate", str(out), "--split", "test", "--bootstrap", "20", *common]) == 0
     metrics = json.loads((out / "metrics_test.json").read_text())
