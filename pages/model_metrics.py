@@ -108,7 +108,8 @@ st.dataframe(comparison(shipped), hide_index=True,
                              "Macro AUC (no metadata)", "Melanoma recall (no metadata)", "ECE (no metadata)"]})
 bench = bench_results()
 if bench:
-    st.caption(f"Latency measured by `python -m skin_core bench` on {bench.get('machine', {}).get('cpu', 'this server')}.")
+    with st.expander("Speed on this server (`python -m skin_core bench`)"):
+        st.markdown(BENCH_FILE.with_suffix(".md").read_text())
 
 for bundle in shipped:
     st.header(f"{bundle.architecture}: {bundle.name}")

@@ -5,6 +5,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -57,7 +58,7 @@ def server(tmp_path_factory):
     else:
         process.kill()
         pytest.fail("streamlit did not start")
-    yield url
+    yield SimpleNamespace(url=url, pid=process.pid)
     process.terminate()
     process.wait(timeout=30)
 

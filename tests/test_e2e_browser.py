@@ -15,6 +15,14 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (.ci/run installs it)")
 
 
+def peak_resident_mb(pid: int) -> float:
+    """The process's high-water resident memory (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("VmHWM not found")
+
+
 def choose(page, label: str, option: str):
     page.get_by_label(label, exact=True).click()
     page.get_by_role("option", name=option, exact=True).click()
@@ -29,7 +37,7 @@ def test_doctor_uploads_a_photo_and_reads_the_result(server, tmp_path):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
-        page.goto(server)
+        page.goto(server.url)
         page.set_input_files("input[type=file]", str(photo))
         expect(page.get_by_text("lesion.jpg (600 x 450 px)")).to_be_visible(timeout=60_000)
         page.get_by_label("Age (years)", exact=True).fill("58")
@@ -50,6 +58,8 @@ def test_doctor_uploads_a_photo_and_reads_the_result(server, tmp_path):
         assert len(differential) >= 3
         assert page.locator("img").count() >= 4  # preview, original, two overlays
         assert page.locator("[data-testid=stException]").count() == 0
+        peak_mb = peak_resident_mb(server.pid)
+        assert peak_mb < 1536, f"the app process peaked at {peak_mb:.0f} MB"
 
         page.get_by_role("link", name="Model metrics").click()
         expect(page.get_by_text("All models side by side")).to_be_visible(timeout=60_000)

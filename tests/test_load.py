@@ -55,7 +55,7 @@ def test_twenty_simultaneous_sessions(server, tmp_path):
             dermoscopy_like(i, size=(400, 300)).save(path)
         photos.append(path)
     started = time.time()
-    outcomes = asyncio.run(run_all(server, photos, junk_index=7))
+    outcomes = asyncio.run(run_all(server.url, photos, junk_index=7))
     errors = [o for o in outcomes if isinstance(o, BaseException)]
     assert not errors, errors[:3]
     assert outcomes.count("answered") == SESSIONS - 1 and outcomes[7] == "refused"
