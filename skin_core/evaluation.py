@@ -28,32 +28,25 @@ def fit_temperature(probabilities: np.ndarray, y: np.ndarray) -> float:
     return float(minimize_scalar(nll, bounds=(0.05, 20.0), method="bounded").x)
 
 
-def expected_calibration_error(probabilities: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> float:
-    """Top-label ECE: sum over equal-width confidence bins of |accuracy - confidence| x bin share."""
+def reliability(probabilities: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> list[dict]:
+    """Per equal-width confidence bin: its range, count, mean confidence and accuracy (top label)."""
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == y
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    ece = 0.0
+    rows = []
     for b in range(bins):
         mask = which == b
-        if mask.any():
-            ece += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
-    return float(ece)
+        rows.append({"bin_low": float(edges[b]), "bin_high": float(edges[b + 1]), "count": int(mask.sum()),
+                     "confidence": float(confidence[mask].mean()) if mask.any() else None,
+                     "accuracy": float(correct[mask].mean()) if mask.any() else None})
+    return rows
 
 
-def reliability(probabilities: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> list[dict]:
-    """Per-bin confidence, accuracy and count, for the reliability diagram."""
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == y
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    return [
-        {"bin_low": float(edges[b]), "bin_high": float(edges[b + 1]), "count": int((which == b).sum()),
-         "confidence": float(confidence[which == b].mean()) if (which == b).any() else None,
-         "accuracy": float(correct[which == b].mean()) if (which == b).any() else None}
-        for b in range(bins)
-    ]
+def expected_calibration_error(probabilities: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Top-label ECE: sum over the reliability bins of |accuracy - confidence| x bin share."""
+    return float(sum(r["count"] / len(y) * abs(r["accuracy"] - r["confidence"])
+                     for r in reliability(probabilities, y, bins) if r["count"]))
 
 
 def _macro_auc(y, probabilities):
