@@ -130,15 +130,19 @@ class Classifier:
         """The batch of one (image, metadata) pair the network reads."""
         return resize_for_model(image, self.input_size)[None], patient.encode()[None]
 
+    def forward(self, images: np.ndarray, metadata: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A batch through the network: attention maps (n, h, w) and class logits (n, 7), float64."""
+        attention, features = self._forward(images.astype(np.float32), metadata.astype(np.float32))
+        return attention.numpy(), features.numpy().astype(np.float64) @ self._head_kernel + self._head_bias
+
     def predict(self, image, patient: Patient | None = None) -> Prediction:
         """Classify one photo (bytes, path, file object or RGB array) for one patient."""
         started = time.perf_counter()
         rgb = image if isinstance(image, np.ndarray) else load_image(image)
         x, meta = self.model_inputs(rgb, patient or UNKNOWN_PATIENT)
-        attention, features = self._forward(x, meta)
-        logits = features.numpy()[0].astype(np.float64) @ self._head_kernel + self._head_bias
+        attention, logits = self.forward(x, meta)
+        attention, logits = attention[0], logits[0]
         probabilities = apply_temperature(softmax(logits), self.bundle.temperature)
-        attention = attention.numpy()[0]
         reasons = self.lesion_check.reasons(x[0].astype(np.uint8), logits) if self.lesion_check else []
         attention = (attention - attention.min()) / (np.ptp(attention) or 1.0)
         return Prediction(

@@ -147,14 +147,8 @@ def _drawn_images() -> dict[str, np.ndarray]:
 
 def _scores(classifier, images: list[np.ndarray], metadata: np.ndarray) -> dict[str, np.ndarray]:
     """The three scores for images already at the model's input size (uint8)."""
-    import keras
-
-    head = classifier.model.get_layer(classifier.bundle.card["layers"]["output"])
-    features_model = keras.Model(classifier.model.inputs, head.input)
-    batch = np.stack(images).astype(np.float32)
-    features = features_model.predict({"image": batch, "metadata": metadata}, batch_size=64, verbose=0)
-    kernel, bias = head.get_weights()
-    logits = features.astype(np.float64) @ kernel + bias
+    batches = range(0, len(images), 64)
+    logits = np.concatenate([classifier.forward(np.stack(images[i:i + 64]), metadata[i:i + 64])[1] for i in batches])
     return {
         "skin_fraction": np.array([skin_fraction(im) for im in images]),
         "detail": np.array([detail(im) for im in images]),
