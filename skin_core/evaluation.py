@@ -118,26 +118,31 @@ def classification_metrics(y: np.ndarray, probabilities: np.ndarray, bootstrap: 
     return result
 
 
+def _split_arrays(bundle, data_dir, split: str, split_file=None):
+    """The bundle's network and one split as (images float32, metadata, labels), read as served."""
+    import keras
+
+    from . import data, layers, losses  # noqa: F401  (custom objects)
+
+    rows = data.split_table(data.read_ham10000(data_dir), split, split_file or data.SPLIT_FILE)
+    model = keras.saving.load_model(bundle.model_file, compile=False)
+    images = data.load_images(rows["path"], bundle.input_size).astype(np.float32)
+    return model, images, data.encode_metadata(rows), data.labels(rows)
+
+
 def evaluate_bundle(bundle, data_dir, split: str, split_file=None, bootstrap: int = 1000) -> dict:
     """Metrics of a bundle on one split, with the patients' metadata and with every field unknown.
 
     Probabilities are calibrated with the bundle's temperature (fitted on validation at training
     time); the uncalibrated ECE is reported beside the calibrated one.
     """
-    import keras
-
-    from . import data, layers, losses  # noqa: F401  (custom objects)
     from .bundle import write_json
     from .patient import UNKNOWN_PATIENT
 
-    table = data.read_ham10000(data_dir)
-    rows = data.split_table(table, split, split_file or data.SPLIT_FILE)
-    model = keras.saving.load_model(bundle.model_file, compile=False)
-    images = data.load_images(rows["path"], bundle.input_size).astype(np.float32)
-    y = data.labels(rows)
+    model, images, metadata, y = _split_arrays(bundle, data_dir, split, split_file)
     variants = {
-        "with_metadata": data.encode_metadata(rows),
-        "without_metadata": np.repeat(UNKNOWN_PATIENT.encode()[None], len(rows), axis=0),
+        "with_metadata": metadata,
+        "without_metadata": np.repeat(UNKNOWN_PATIENT.encode()[None], len(y), axis=0),
     }
     result = {"split": split, "bundle": bundle.name, "architecture": bundle.architecture,
               "temperature": bundle.temperature}
@@ -161,16 +166,9 @@ def measure_tta(bundle, data_dir, split: str = "val", split_file=None) -> dict:
     """Balanced accuracy with and without 8-fold test-time augmentation, and what it costs."""
     import time
 
-    import keras
-
-    from . import data, layers, losses  # noqa: F401
     from .bundle import write_json
 
-    table = data.read_ham10000(data_dir)
-    rows = data.split_table(table, split, split_file or data.SPLIT_FILE)
-    model = keras.saving.load_model(bundle.model_file, compile=False)
-    images = data.load_images(rows["path"], bundle.input_size).astype(np.float32)
-    metadata, y = data.encode_metadata(rows), data.labels(rows)
+    model, images, metadata, y = _split_arrays(bundle, data_dir, split, split_file)
     started = time.perf_counter()
     plain = model.predict({"image": images, "metadata": metadata}, batch_size=64, verbose=0)
     plain_seconds = time.perf_counter() - started
