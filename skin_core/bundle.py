@@ -65,6 +65,14 @@ class ModelBundle:
     def model_file(self) -> Path:
         return self.path / "model.keras"
 
+    def load_model(self):
+        """The bundle's Keras model, uncompiled (bundles carry no optimizer or loss)."""
+        import keras
+
+        from . import layers  # noqa: F401  (registers the custom layers)
+
+        return keras.saving.load_model(self.model_file, compile=False)
+
     def history(self) -> pd.DataFrame | None:
         file = self.path / "history.csv"
         return pd.read_csv(file) if file.is_file() else None

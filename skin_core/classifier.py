@@ -92,11 +92,9 @@ class Classifier:
         import keras
         import tensorflow as tf
 
-        from . import layers, losses  # noqa: F401  (registers the custom objects)
-
         self.bundle = bundle
         try:
-            self.model = keras.saving.load_model(bundle.model_file, compile=False)
+            self.model = bundle.load_model()
         except Exception as error:  # a bundle from other code or a damaged file
             raise BundleError(f"The model file {bundle.model_file} could not be loaded: {error}") from error
         size = self.model.inputs[0].shape[1]

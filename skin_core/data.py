@@ -125,11 +125,33 @@ def augmenter(seed=None):
     )
 
 
+def mixup(image, metadata, label, alpha: float, seed=None):
+    """Mixup (Zhang et al. 2018): each example blended with another of the batch, lambda ~ Beta(alpha, alpha).
+
+    Images, metadata and one-hot labels are blended with the same lambda, so a distillation teacher
+    sees exactly the input the student learns from.
+    """
+    import tensorflow as tf
+
+    n = tf.shape(image)[0]
+    a = tf.random.gamma((n,), alpha, seed=seed)
+    b = tf.random.gamma((n,), alpha, seed=seed)
+    lam = a / (a + b)
+    other = tf.random.shuffle(tf.range(n), seed=seed)
+
+    def blend(x):
+        w = tf.reshape(tf.cast(lam, x.dtype), [-1] + [1] * (len(x.shape) - 1))
+        return w * x + (1.0 - w) * tf.gather(x, other)
+
+    return blend(image), blend(metadata), blend(label)
+
+
 def make_dataset(images, metadata, y, batch_size: int, training: bool, blank_probability: float = 0.1,
-                 seed: int | None = None):
+                 seed: int | None = None, mixup_alpha: float = 0.0):
     """A tf.data pipeline of ``({"image", "metadata"}, one-hot label)`` batches.
 
-    Training shuffles, augments images and blanks metadata fields; evaluation does neither.
+    Training shuffles, augments images, blanks metadata fields and, with ``mixup_alpha`` > 0,
+    applies mixup; evaluation does none of these.
     """
     import tensorflow as tf
 
@@ -143,7 +165,10 @@ def make_dataset(images, metadata, y, batch_size: int, training: bool, blank_pro
 
         def train_map(image, meta, label):
             image = augment(tf.cast(image, tf.float32), training=True)
-            return {"image": image, "metadata": blank_metadata(meta, blank_probability, seed)}, label
+            meta = blank_metadata(meta, blank_probability, seed)
+            if mixup_alpha > 0:
+                image, meta, label = mixup(image, meta, label, mixup_alpha, seed)
+            return {"image": image, "metadata": meta}, label
 
         ds = ds.map(train_map, num_parallel_calls=tf.data.AUTOTUNE)
     else:

@@ -120,12 +120,10 @@ def classification_metrics(y: np.ndarray, probabilities: np.ndarray, bootstrap: 
 
 def _split_arrays(bundle, data_dir, split: str, split_file=None):
     """The bundle's network and one split as (images float32, metadata, labels), read as served."""
-    import keras
-
-    from . import data, layers, losses  # noqa: F401  (custom objects)
+    from . import data
 
     rows = data.split_table(data.read_ham10000(data_dir), split, split_file or data.SPLIT_FILE)
-    model = keras.saving.load_model(bundle.model_file, compile=False)
+    model = bundle.load_model()
     images = data.load_images(rows["path"], bundle.input_size).astype(np.float32)
     return model, images, data.encode_metadata(rows), data.labels(rows)
 

@@ -40,7 +40,13 @@ class TrainConfig:
     heads: int = 16
     blank_probability: float = 0.1
     label_smoothing: float = 0.0
+    mixup_alpha: float = 0.0  # 0: no mixup
     bn_momentum: float | None = None  # override batch-norm momentum (useful when training from scratch)
+    warm_start: str | None = None  # a bundle of the same architecture and size whose weights start training
+    teacher: str | None = None  # a bundle to distil from (see distillation.py)
+    distill_weight: float = 0.7
+    distill_temperature: float = 2.0
+    lr_schedule: str = "plateau"  # plateau: x0.2 when val BA stalls | cosine: decay to 0 over the epochs
     split_file: str = str(data.SPLIT_FILE)
     seed: int = 1
     verbose: int | None = None  # Keras verbosity; default: bar on a terminal, one line per epoch otherwise
@@ -81,6 +87,7 @@ def train(config: TrainConfig) -> ModelBundle:
     import keras
     import tensorflow as tf
 
+    from .distillation import Distiller
     from .losses import BalancedAccuracy, WeightedCategoricalCrossentropy, class_weights
     from .models import build_model
 
@@ -95,20 +102,39 @@ def train(config: TrainConfig) -> ModelBundle:
     train_rows = data.split_table(table, "train", config.split_file)
     val_rows = data.split_table(table, "val", config.split_file)
     started = time.time()
-    x_train, x_val = data.load_images(train_rows["path"], size), data.load_images(val_rows["path"], size)
-    print(f"loaded {len(x_train)} train / {len(x_val)} val images at {size}px in {time.time() - started:.0f}s", flush=True)
+    teacher = ModelBundle.open(config.teacher).load_model() if config.teacher else None
+    # A larger teacher gets the training images at its own size; the student sees them resized down.
+    train_size = max(size, int(teacher.input_shape[0][1])) if teacher is not None else size
+    x_train, x_val = data.load_images(train_rows["path"], train_size), data.load_images(val_rows["path"], size)
+    print(f"loaded {len(x_train)} train images at {train_size}px / {len(x_val)} val at {size}px "
+          f"in {time.time() - started:.0f}s", flush=True)
     y_train, y_val = data.labels(train_rows), data.labels(val_rows)
     m_train, m_val = data.encode_metadata(train_rows), data.encode_metadata(val_rows)
     weights = class_weights(y_train, len(CLASSES))
 
-    train_ds = data.make_dataset(x_train, m_train, y_train, config.batch_size, True, config.blank_probability, config.seed)
+    train_ds = data.make_dataset(x_train, m_train, y_train, config.batch_size, True, config.blank_probability,
+                                 config.seed, config.mixup_alpha)
     val_ds = data.make_dataset(x_val, m_val, y_val, config.batch_size, False)
 
-    model = build_model(spec.name, size, config.init, config.preprocessing, config.meta_units, config.heads,
-                        bn_momentum=config.bn_momentum)
+    student = build_model(spec.name, size, config.init, config.preprocessing, config.meta_units, config.heads,
+                          bn_momentum=config.bn_momentum)
+    if config.warm_start:
+        student.set_weights(ModelBundle.open(config.warm_start).load_model().get_weights())
+    hard_loss = WeightedCategoricalCrossentropy(weights, config.label_smoothing)
+    learning_rate = config.learning_rate
+    if config.lr_schedule == "cosine":
+        steps = config.epochs * math.ceil(len(y_train) / config.batch_size)
+        learning_rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps)
+    elif config.lr_schedule != "plateau":
+        raise ValueError(f"lr_schedule must be plateau or cosine, not {config.lr_schedule!r}")
+    if teacher is not None:
+        model = Distiller(student, teacher, hard_loss, config.distill_weight, config.distill_temperature)
+        loss = None  # Distiller.compute_loss
+    else:
+        model, loss = student, hard_loss
     model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate, epsilon=config.adam_epsilon),
-        loss=WeightedCategoricalCrossentropy(weights, config.label_smoothing),
+        optimizer=keras.optimizers.Adam(learning_rate, epsilon=config.adam_epsilon),
+        loss=loss,
         metrics=["accuracy", BalancedAccuracy(len(CLASSES))],
     )
     history_file = work / "history.csv"
@@ -119,10 +145,10 @@ def train(config: TrainConfig) -> ModelBundle:
             str(best_file), monitor="val_balanced_accuracy", mode="max", save_best_only=True,
             save_weights_only=True, initial_value_threshold=_best_so_far(history_file),
         ),
-        keras.callbacks.ReduceLROnPlateau(
+        *([keras.callbacks.ReduceLROnPlateau(
             monitor="val_balanced_accuracy", mode="max", factor=0.2, patience=config.lr_patience,
             min_lr=config.min_learning_rate,
-        ),
+        )] if config.lr_schedule == "plateau" else []),
         keras.callbacks.EarlyStopping(monitor="val_balanced_accuracy", mode="max", patience=config.patience),
         keras.callbacks.CSVLogger(str(history_file), append=True),
         EpochEta(config.epochs).callback,
@@ -131,8 +157,8 @@ def train(config: TrainConfig) -> ModelBundle:
     model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, verbose=verbose)
 
     model.load_weights(str(best_file))
-    served = keras.Model.from_config(model.get_config())  # uncompiled: the bundle carries no optimizer state
-    served.set_weights(model.get_weights())
+    served = keras.Model.from_config(student.get_config())  # uncompiled: the bundle carries no optimizer state
+    served.set_weights(student.get_weights())
     served.save(out / "model.keras")
     _write_history(history_file, out / "history.csv")
 
@@ -166,12 +192,25 @@ def train(config: TrainConfig) -> ModelBundle:
         "training": {**asdict(config), "image_size": size, "class_weights": [float(w) for w in weights],
                      "best_epoch": best_epoch, "best_val_balanced_accuracy": best_value,
                      "epochs_run": len(_read_rows(out / "history.csv"))},
+        "lineage": lineage(config.warm_start, config.teacher),
         "software": software_versions(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     write_json(out / "card.json", card)
     print(f"bundle written to {out} (best epoch {best_epoch}, val balanced accuracy {best_value:.4f}, T={temperature:.3f})")
     return ModelBundle.open(out)
+
+
+def lineage(warm_start: str | None, teacher: str | None) -> dict:
+    """What a bundle was built from, copied from those bundles' cards (their folders may change later)."""
+    def summary(path):
+        if not path:
+            return None
+        card = ModelBundle.open(path).card
+        return {"bundle": Path(path).name, "architecture": card["architecture"], "input_size": card["input_size"],
+                "date": card.get("date"), "training": card.get("training"), "lineage": card.get("lineage")}
+
+    return {"warm_start": summary(warm_start), "teacher": summary(teacher)}
 
 
 def _read_rows(path: Path) -> list[dict]:

@@ -1,0 +1,55 @@
+"""Knowledge distillation: a small student learns from the labels and from a trained teacher bundle.
+
+Hinton et al. (2015): loss = (1 - w) * hard loss + w * T^2 * KL(teacher_T || student_T), where
+``_T`` is the softmax at temperature T. The teacher sees the same augmented image and the same
+(partly blanked) metadata as the student in every step (Beyer et al. 2022, "consistent teaching"),
+each at its own input size. Only the student is saved; the wrapper exists for training.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+def _log_probabilities(probabilities):
+    """log p from a softmax output, exact from its logits when Keras kept them."""
+    logits = getattr(probabilities, "_keras_logits", None)
+    if logits is not None:
+        return ops.log_softmax(logits, axis=-1)
+    return ops.log(ops.clip(probabilities, 1e-12, 1.0))
+
+
+def _resized(inputs: dict, size: int) -> dict:
+    image = inputs["image"]
+    if image.shape[1] == size and image.shape[2] == size:
+        return inputs
+    return {**inputs, "image": ops.image.resize(image, (size, size), interpolation="bilinear", antialias=True)}
+
+
+class Distiller(keras.Model):
+    """Wraps ``student`` for ``fit``; the frozen ``teacher`` only adds its term to the loss."""
+
+    def __init__(self, student: keras.Model, teacher: keras.Model, hard_loss, weight: float, temperature: float):
+        super().__init__(name="distiller")
+        self.student = student
+        self.teacher = teacher
+        self.teacher.trainable = False
+        self.hard_loss = hard_loss
+        self.weight = float(weight)
+        self.temperature = float(temperature)
+        self.student_size = int(student.input_shape[0][1])
+        self.teacher_size = int(teacher.input_shape[0][1])
+        self.built = True  # both networks are built already (BackupAndRestore needs a built model)
+
+    def call(self, inputs, training=False):
+        return self.student(_resized(inputs, self.student_size), training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        hard = ops.mean(self.hard_loss(y, y_pred))
+        teacher_log_p = _log_probabilities(self.teacher(_resized(x, self.teacher_size), training=False))
+        t = self.temperature
+        target = ops.stop_gradient(ops.softmax(teacher_log_p / t, axis=-1))
+        student_log_p_t = ops.log_softmax(_log_probabilities(y_pred) / t, axis=-1)
+        kl = ops.sum(target * (ops.log(ops.clip(target, 1e-12, 1.0)) - student_log_p_t), axis=-1)
+        return (1.0 - self.weight) * hard + self.weight * (t * t) * ops.mean(kl)

@@ -1,0 +1,57 @@
+"""The training pipeline's input transforms: metadata blanking and mixup."""
+
+import numpy as np
+import tensorflow as tf
+
+from skin_core import data
+from skin_core.patient import Patient, UNKNOWN_PATIENT
+from skin_core.vocab import CLASSES
+
+
+def _metadata(n):
+    patients = [Patient.from_fields(20 + 5 * i, "female" if i % 2 else "male", "back") for i in range(n)]
+    return np.stack([p.encode() for p in patients]).astype("float32")
+
+
+def test_blanking_all_or_nothing():
+    meta = _metadata(6)
+    np.testing.assert_array_equal(data.blank_metadata(tf.constant(meta), 0.0).numpy(), meta)
+    everything_unknown = np.tile(UNKNOWN_PATIENT.encode(), (6, 1))
+    np.testing.assert_array_equal(data.blank_metadata(tf.constant(meta), 1.0).numpy(), everything_unknown)
+
+
+def test_mixup_blends_image_metadata_and_label_with_one_lambda():
+    n = 16
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (n, 8, 8, 3)).astype("float32")
+    meta = _metadata(n)
+    labels = np.eye(len(CLASSES), dtype="float32")[rng.integers(0, len(CLASSES), n)]
+    mixed_images, mixed_meta, mixed_labels = (t.numpy() for t in data.mixup(images, meta, labels, 0.4, seed=1))
+    np.testing.assert_allclose(mixed_labels.sum(axis=1), 1.0, atol=1e-6)
+    changed = 0
+    for i in range(n):
+        assert any(_is_blend(i, j, (images, meta, labels), (mixed_images, mixed_meta, mixed_labels))
+                   for j in range(n)), f"example {i} is not one blend of two examples"
+        changed += not np.allclose(mixed_images[i], images[i])
+    assert changed > n // 2  # mixup does mix
+
+
+def _is_blend(i, j, originals, mixed):
+    """mixed[i] == lam * x[i] + (1 - lam) * x[j] for images, metadata and labels with one lambda."""
+    x, m = originals[0], mixed[0]
+    d = (x[i] - x[j]).ravel()
+    lam = 1.0 if i == j else float(np.dot(d, (m[i] - x[j]).ravel()) / np.dot(d, d))
+    return 0 <= lam <= 1 and all(np.allclose(b[i], lam * a[i] + (1 - lam) * a[j], atol=1e-3 * max(1, a.max()))
+                                 for a, b in zip(originals, mixed))
+
+
+def test_training_batches_with_mixup_have_soft_labels():
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 255, (12, 16, 16, 3)).astype("uint8")
+    y = np.arange(12) % len(CLASSES)
+    ds = data.make_dataset(images, _metadata(12), y, 12, True, 0.1, seed=2, mixup_alpha=0.4)
+    inputs, labels = next(iter(ds))
+    assert inputs["image"].shape == (12, 16, 16, 3) and inputs["metadata"].shape == (12, _metadata(1).shape[1])
+    labels = labels.numpy()
+    np.testing.assert_allclose(labels.sum(axis=1), 1.0, atol=1e-6)
+    assert (labels.max(axis=1) < 1 - 1e-3).any()
