@@ -2,7 +2,7 @@
 
 Hinton et al. (2015): loss = (1 - w) * hard loss + w * T^2 * KL(teacher_T || student_T), where
 ``_T`` is the softmax at temperature T. The teacher sees the same augmented image and the same
-(partly blanked) metadata as the student in every step (Beyer et al. 2022, "consistent teaching"),
+(sometimes blanked) metadata as the student in every step (Beyer et al. 2022, "consistent teaching"),
 each at its own input size. Only the student is saved; the wrapper exists for training.
 """
 

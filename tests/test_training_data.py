@@ -9,7 +9,7 @@ from skin_core.vocab import CLASSES
 
 
 def _metadata(n):
-    patients = [Patient.from_fields(20 + 5 * i, "female" if i % 2 else "male", "back") for i in range(n)]
+    patients = [Patient.from_fields(20 + 5 * (i % 20), "female" if i % 2 else "male", "back") for i in range(n)]
     return np.stack([p.encode() for p in patients]).astype("float32")
 
 
@@ -55,3 +55,18 @@ def test_training_batches_with_mixup_have_soft_labels():
     labels = labels.numpy()
     np.testing.assert_allclose(labels.sum(axis=1), 1.0, atol=1e-6)
     assert (labels.max(axis=1) < 1 - 1e-3).any()
+    assert len(np.unique(labels.max(axis=1).round(3))) > 3, "lambda must vary (Beta), not be one fixed value"
+
+
+def test_training_batches_blank_whole_records():
+    n = 400
+    meta = _metadata(n)
+    images = np.zeros((n, 8, 8, 3), "uint8")
+    ds = data.make_dataset(images, meta, np.arange(n) % len(CLASSES), n, True, 0.5, seed=2)
+    seen = dict(zip(map(bytes, meta), meta))  # shuffled: compare each row with its own original set
+    blanked = next(iter(ds))[0]["metadata"].numpy()
+    unknown = UNKNOWN_PATIENT.encode()
+    is_unknown = np.all(np.isclose(blanked, unknown), axis=1)
+    untouched = np.array([bytes(row) in seen for row in blanked])
+    assert (is_unknown | untouched).all(), "a record is either kept or set unknown as a whole"
+    assert 0.4 < is_unknown.mean() < 0.6
