@@ -67,9 +67,7 @@ class ModelBundle:
 
     def load_model(self):
         """The bundle's Keras model, uncompiled (bundles carry no optimizer or loss)."""
-        import keras
-
-        from . import layers  # noqa: F401  (registers the custom layers)
+        import keras  # the package's __init__ has registered the custom layers
 
         return keras.saving.load_model(self.model_file, compile=False)
 

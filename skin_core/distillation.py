@@ -11,13 +11,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-
-def _log_probabilities(probabilities):
-    """log p from a softmax output, exact from its logits when Keras kept them."""
-    logits = getattr(probabilities, "_keras_logits", None)
-    if logits is not None:
-        return ops.log_softmax(logits, axis=-1)
-    return ops.log(ops.clip(probabilities, 1e-12, 1.0))
+from .losses import log_probabilities
 
 
 def _resized(inputs: dict, size: int) -> dict:
@@ -46,10 +40,10 @@ class Distiller(keras.Model):
         return self.student(_resized(inputs, self.student_size), training=training)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        hard = ops.mean(self.hard_loss(y, y_pred))
-        teacher_log_p = _log_probabilities(self.teacher(_resized(x, self.teacher_size), training=False))
+        hard = self.hard_loss(y, y_pred)  # a Keras Loss: already the batch mean
+        teacher_p = self.teacher(_resized(x, self.teacher_size), training=False)
         t = self.temperature
-        target = ops.stop_gradient(ops.softmax(teacher_log_p / t, axis=-1))
-        student_log_p_t = ops.log_softmax(_log_probabilities(y_pred) / t, axis=-1)
-        kl = ops.sum(target * (ops.log(ops.clip(target, 1e-12, 1.0)) - student_log_p_t), axis=-1)
+        target_log_p_t = ops.stop_gradient(ops.log_softmax(log_probabilities(teacher_p, floor=1e-12) / t, axis=-1))
+        student_log_p_t = ops.log_softmax(log_probabilities(y_pred, floor=1e-12) / t, axis=-1)
+        kl = ops.sum(ops.exp(target_log_p_t) * (target_log_p_t - student_log_p_t), axis=-1)
         return (1.0 - self.weight) * hard + self.weight * (t * t) * ops.mean(kl)

@@ -17,6 +17,15 @@ def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
     return (len(y) / (n_classes * counts)).astype(np.float32)
 
 
+def log_probabilities(probabilities, floor: float | None = None):
+    """log p of a softmax output: from its logits when Keras kept them (set by Keras's softmax), so the
+    gradient never vanishes even when a fresh network saturates; else log of p clipped at ``floor``."""
+    logits = getattr(probabilities, "_keras_logits", None)
+    if logits is not None:
+        return ops.log_softmax(logits, axis=-1)
+    return ops.log(ops.clip(probabilities, keras.config.epsilon() if floor is None else floor, 1.0))
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class WeightedCategoricalCrossentropy(keras.losses.Loss):
     """-sum_c W_c y_c log p_c per example, averaged over the batch."""
@@ -31,12 +40,7 @@ class WeightedCategoricalCrossentropy(keras.losses.Loss):
         if self.label_smoothing:
             n = ops.cast(ops.shape(y_true)[-1], y_pred.dtype)
             y_true = y_true * (1.0 - self.label_smoothing) + self.label_smoothing / n
-        logits = getattr(y_pred, "_keras_logits", None)  # set by Keras's softmax on the model's output
-        if logits is not None:
-            # From the logits: the gradient (p - y) never vanishes, even when a fresh network saturates.
-            log_p = ops.log_softmax(logits, axis=-1)
-        else:
-            log_p = ops.log(ops.clip(y_pred, keras.config.epsilon(), 1.0))
+        log_p = log_probabilities(y_pred)
         weights = ops.convert_to_tensor(self.class_weights, dtype=y_pred.dtype)
         return -ops.sum(weights * y_true * log_p, axis=-1)
 
