@@ -58,6 +58,12 @@ class ModelBundle:
         return int(self.card["input_size"])
 
     @property
+    def detail_side(self) -> int | None:
+        """Shorter side (px) of the training images' detail level; photos are brought down to it first."""
+        side = self.card.get("detail_side")
+        return int(side) if side else None
+
+    @property
     def temperature(self) -> float:
         return float(self.card.get("temperature", 1.0))
 

@@ -16,6 +16,7 @@ from .evaluation import apply_temperature
 from .images import load_image, resize_for_model
 from .ood import LesionCheck
 from .patient import UNKNOWN_PATIENT, Patient
+from .referral import ReferralRule
 from .registry import SERVING_PREFERENCE
 from .vocab import CLASS_NAMES, CLASSES, MALIGNANT
 
@@ -39,6 +40,7 @@ class Prediction:
     architecture: str = ""
     device: str = "CPU"
     seconds: float = 0.0
+    referral: ReferralRule | None = None  # the bundle's melanoma referral rule (None: the bundle has none)
 
     def as_dict(self) -> dict[str, float]:
         return {c: float(p) for c, p in zip(CLASSES, self.probabilities)}
@@ -55,6 +57,15 @@ class Prediction:
     @property
     def malignant_probability(self) -> float:
         return float(sum(self.probabilities[CLASSES.index(c)] for c in MALIGNANT))
+
+    @property
+    def referral_score(self) -> float | None:
+        return None if self.referral is None else float(self.referral.score(self.probabilities))
+
+    @property
+    def refer(self) -> bool:
+        """True when melanoma cannot be excluded (the referral score crosses the card's threshold)."""
+        return bool(self.referral is not None and self.referral.refers(self.probabilities))
 
     @property
     def normalised_entropy(self) -> float:
@@ -112,6 +123,7 @@ class Classifier:
         )
         self.device = "GPU" if gpu_available() else "CPU"
         self.lesion_check = LesionCheck.from_card(bundle.card)
+        self.referral = ReferralRule.from_card(bundle.card)
         self._explainers = {}
         self._lock = threading.Lock()
         self.predict(np.full((size, size, 3), 128, np.uint8))  # trace once, so the first doctor does not wait
@@ -126,7 +138,7 @@ class Classifier:
 
     def model_inputs(self, image: np.ndarray, patient: Patient) -> tuple[np.ndarray, np.ndarray]:
         """The batch of one (image, metadata) pair the network reads."""
-        return resize_for_model(image, self.input_size)[None], patient.encode()[None]
+        return resize_for_model(image, self.input_size, self.bundle.detail_side)[None], patient.encode()[None]
 
     def forward(self, images: np.ndarray, metadata: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A batch through the network: attention maps (n, h, w) and class logits (n, 7), float64."""
@@ -147,6 +159,7 @@ class Classifier:
             probabilities=probabilities, attention_map=attention, image=rgb, logits=logits,
             not_lesion_reasons=tuple(reasons), model_name=self.name,
             architecture=self.bundle.architecture, device=self.device, seconds=time.perf_counter() - started,
+            referral=self.referral,
         )
 
     def explainer(self, plus_plus: bool = False):

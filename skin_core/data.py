@@ -83,10 +83,10 @@ def labels(table: pd.DataFrame) -> np.ndarray:
     return table["dx"].map(CLASSES.index).to_numpy(dtype=np.int64)
 
 
-def load_images(paths, size: int, workers: int = 4) -> np.ndarray:
+def load_images(paths, size: int, detail_side: int | None = None, workers: int = 4) -> np.ndarray:
     """Decode and resize every image the way the served path does, as uint8 (n, size, size, 3)."""
     def one(path):
-        return resize_for_model(load_image(path), size).round().astype(np.uint8)
+        return resize_for_model(load_image(path), size, detail_side).round().astype(np.uint8)
 
     with ThreadPoolExecutor(workers) as pool:
         return np.stack(list(pool.map(one, paths)))

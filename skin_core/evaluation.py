@@ -124,7 +124,7 @@ def _split_arrays(bundle, data_dir, split: str, split_file=None):
 
     rows = data.split_table(data.read_ham10000(data_dir), split, split_file or data.SPLIT_FILE)
     model = bundle.load_model()
-    images = data.load_images(rows["path"], bundle.input_size).astype(np.float32)
+    images = data.load_images(rows["path"], bundle.input_size, bundle.detail_side).astype(np.float32)
     return model, images, data.encode_metadata(rows), data.labels(rows)
 
 

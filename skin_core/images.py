@@ -104,7 +104,29 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def resize_for_model(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize an RGB uint8 array to the model's square input (bilinear), as float32 0..255."""
-    resized = Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR)
+def match_detail(image: np.ndarray, detail_side: int | None) -> np.ndarray:
+    """The photo brought down (antialiased) so its shorter side is ``detail_side`` pixels.
+
+    A model trained on 200x150 images has never seen the fine texture of a sharper photo; reducing
+    a sharp upload to the training images' level of detail first (the card's ``detail_side``) makes
+    it look like what the model learnt from. Photos already at or below that level are left alone.
+    """
+    height, width = image.shape[:2]
+    if not detail_side or min(height, width) <= detail_side:
+        return image
+    scale = detail_side / min(height, width)
+    target = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(image).resize(target, Image.Resampling.LANCZOS), dtype=np.uint8)
+
+
+def resize_for_model(image: np.ndarray, size: int, detail_side: int | None = None) -> np.ndarray:
+    """The model's input: the photo at the training detail level (``match_detail``), then resized to
+    the square input (bilinear, aspect not kept), as float32 0..255."""
+    resized = Image.fromarray(match_detail(image, detail_side)).resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(resized, dtype=np.float32)
+
+
+def image_size(path) -> tuple[int, int]:
+    """(width, height) read from the file header, without decoding the pixels."""
+    with Image.open(path) as image:
+        return image.size

@@ -48,6 +48,33 @@ class Preprocess(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class ShadesOfGray(keras.layers.Layer):
+    """Colour constancy (Finlayson & Trezzi 2004) at the model's input: each image divided by its own
+    illuminant estimate, the Minkowski p-norm mean of each channel, so another dermoscope's white
+    balance or a colour cast reaches the network as the same neutral image.
+
+    The gains are scaled so that a grey illuminant leaves the image unchanged (overall brightness is
+    kept), and the result is clipped to 0..255. Used by the ISIC 2018 and 2019 winning entries (p = 6).
+    Inside the model, so training, serving, Grad-CAM and evaluation all see the same normalised image.
+    """
+
+    def __init__(self, power: float = 6.0, **kwargs):
+        super().__init__(**kwargs)
+        self.power = float(power)
+
+    def call(self, x):
+        x = ops.cast(x, self.compute_dtype)
+        scaled = ops.clip(x / 255.0, 0.0, 1.0)
+        illuminant = ops.power(ops.mean(ops.power(scaled, self.power), axis=(1, 2), keepdims=True), 1.0 / self.power)
+        illuminant = ops.maximum(illuminant, 1e-3)
+        gains = ops.mean(illuminant, axis=-1, keepdims=True) / illuminant
+        return ops.clip(x * gains, 0.0, 255.0)
+
+    def get_config(self):
+        return {**super().get_config(), "power": self.power}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class SoftAttention(keras.layers.Layer):
     """Soft attention (Datta et al. 2021; Nguyen et al. 2022).
 

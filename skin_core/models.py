@@ -1,7 +1,7 @@
 """Builds the classifiers: an image branch with an attention module, a patient-metadata branch,
 and a 7-way softmax. Every model has the same named interface the rest of the code relies on:
 
-- inputs ``image`` (S x S x 3, RGB 0..255; scaling is inside the model) and ``metadata`` (META_DIM);
+- inputs ``image`` (S x S x 3, RGB 0..255; colour constancy and scaling are inside the model) and ``metadata`` (META_DIM);
 - layer ``features``: the convolutional map Grad-CAM explains;
 - layer ``attention``: returns ``[output, map]``; the map (h x w) is the model's own attention;
 - output layer ``probabilities``.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from .layers import AttentionResidual, Preprocess, SoftAttention
+from .layers import AttentionResidual, Preprocess, ShadesOfGray, SoftAttention
 from .patient import META_DIM
 from .registry import Architecture, get_architecture
 from .vocab import CLASSES
@@ -29,17 +29,22 @@ def build_model(
     heads: int = 16,
     dropout: float = 0.5,
     bn_momentum: float | None = None,
+    colour_constancy: float | None = None,
 ) -> keras.Model:
     """Build an untrained (or ImageNet-initialised) model from the registry.
 
     ``bn_momentum`` overrides the batch-norm moving-average momentum (Keras MobileNets use 0.999,
     too slow for a network trained from scratch on 7k images: its validation outputs lag for epochs).
+    ``colour_constancy`` is the Minkowski power of a Shades of Gray layer at the input (None: none).
     """
     spec = get_architecture(name)
     size = int(image_size or spec.input_size)
     image = keras.Input((size, size, 3), name="image")
     metadata = keras.Input((META_DIM,), name="metadata")
-    x = Preprocess(preprocessing or spec.preprocessing, name="preprocess")(image)
+    x = image
+    if colour_constancy:
+        x = ShadesOfGray(colour_constancy, name="colour_constancy")(x)
+    x = Preprocess(preprocessing or spec.preprocessing, name="preprocess")(x)
     if spec.family == "soft_attention":
         image_features = _soft_attention_branch(spec, x, init, heads, dropout)
     else:

@@ -171,10 +171,10 @@ def fit_lesion_check(bundle, data_dir, split_file=None) -> dict:
     lesion_scores = {}
     for split in ("val", "test"):
         rows = data.split_table(table, split, split_file)
-        lesion_scores[split] = _scores(classifier, list(data.load_images(rows["path"], size)), data.encode_metadata(rows))
+        lesion_scores[split] = _scores(classifier, list(data.load_images(rows["path"], size, bundle.detail_side)), data.encode_metadata(rows))
     check = fit(lesion_scores["val"])
     others = non_dermoscopy_images()
-    resized = [resize_for_model(im, size).astype(np.uint8) for im in others.values()]
+    resized = [resize_for_model(im, size, bundle.detail_side).astype(np.uint8) for im in others.values()]
     unknown = np.repeat(UNKNOWN_PATIENT.encode()[None], len(resized), axis=0)
     other_scores = _scores(classifier, resized, unknown)
 
