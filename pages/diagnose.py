@@ -2,6 +2,8 @@
 
 import hashlib
 import logging
+import textwrap
+from datetime import datetime
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -11,6 +13,8 @@ import skin_core as sc
 log = logging.getLogger("skin_app")
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "tif", "tiff", "bmp", "webp", "gif", "heic"]
 GROUP_COLOURS = {True: "#b23a48", False: "#3a7ca5"}  # malignant / pre-malignant vs benign
+# TODO(remove when skin_core.explain has METHODS and Classifier.explainer(method)): the old two Grad-CAMs.
+HEATMAP_METHODS = getattr(sc.explain, "METHODS", ("Grad-CAM", "Grad-CAM++"))
 
 
 @st.cache_resource(show_spinner="Loading the model (once per server)…")
@@ -35,21 +39,44 @@ def describe(bundle: sc.ModelBundle) -> str:
     return f"{bundle.architecture} ({bundle.input_size}px{score})"
 
 
+def heatmap_explainer(model: sc.Classifier, method: str):
+    """The model's explainer for ``method``: (image, patient, class) -> heat-map at the photo's size."""
+    if hasattr(sc.explain, "METHODS"):
+        return model.explainer(method)
+    return model.explainer(plus_plus=method == "Grad-CAM++")  # TODO(remove with HEATMAP_METHODS' fallback)
+
+
 def probability_chart(prediction: sc.Prediction) -> go.Figure:
+    """Horizontal bars, largest on top; value labels may run past the axis into a right margin kept for them.
+
+    Long names are wrapped so that they do not squeeze the bars.
+    """
     ranked = prediction.ranked[::-1]
+    names = ["<br>".join(textwrap.wrap(f"{sc.CLASS_NAMES[c]} ({c})", 30)) for c, _ in ranked]
     figure = go.Figure(go.Bar(
-        x=[p for _, p in ranked], y=[f"{sc.CLASS_NAMES[c]} ({c})" for c, _ in ranked], orientation="h",
+        x=[p for _, p in ranked], y=names, orientation="h",
         marker_color=[GROUP_COLOURS[c in sc.MALIGNANT] for c, _ in ranked],
-        text=[f"{p:.1%}" for _, p in ranked], textposition="outside"))
-    figure.update_layout(xaxis=dict(range=[0, 1.15], tickformat=".0%", title="Probability"),
-                         height=330, margin=dict(l=10, r=10, t=30, b=10),
+        text=[f"{p:.1%}" for _, p in ranked], textposition="outside", cliponaxis=False))
+    figure.update_layout(xaxis=dict(range=[0, 1], tickformat=".0%", title="Probability"),
+                         height=380, margin=dict(l=10, r=70, t=30, b=10),
                          title="All seven diagnoses (red: malignant or pre-malignant)")
     return figure
 
 
-def show_result(prediction: sc.Prediction, patient: sc.Patient, cams: dict, bundle_path: str,
-                method: str, opacity: float, colour_scale: str) -> None:
-    """Probabilities, differential, grouping and both overlays; Grad-CAM maps are cached in ``cams``."""
+def show_referral(prediction: sc.Prediction, bundle: sc.ModelBundle) -> None:
+    """The melanoma referral line, whatever the top class: red when it fires, a neutral caption when not."""
+    statement = sc.referral_statement(prediction, bundle)
+    if statement is None:
+        return
+    if prediction.refer:
+        st.error(f"**{sc.referral.REFERRAL_MESSAGE}**  \n:small[{statement}]", icon=":material/priority_high:")
+    else:
+        st.caption(statement)
+
+
+def show_result(prediction: sc.Prediction, patient: sc.Patient, cams: dict, model: sc.Classifier,
+                created: datetime, method: str, opacity: float, colour_scale: str) -> None:
+    """Probabilities, differential, grouping, both overlays and the case report; heat-maps are cached in ``cams``."""
     if patient.is_unknown:
         st.caption("No patient details were given; the model used the photo alone.")
     chart_column, summary_column = st.columns([3, 2], gap="large")
@@ -65,14 +92,19 @@ def show_result(prediction: sc.Prediction, patient: sc.Patient, cams: dict, bund
     st.subheader("Where the model looked")
     if method not in cams:
         with st.spinner(f"Computing {method}…"):
-            explainer = classifier(bundle_path).explainer(plus_plus=method == "Grad-CAM++")
-            cams[method] = explainer(prediction.image, patient, prediction.top)
+            cams[method] = heatmap_explainer(model, method)(prediction.image, patient, prediction.top)
+    heatmap = cams[method]
     attention_overlay = sc.overlay(prediction.image, prediction.attention_map, opacity, colour_scale)
-    cam_overlay = sc.overlay(prediction.image, cams[method], opacity, colour_scale)
+    cam_overlay = sc.overlay(prediction.image, heatmap, opacity, colour_scale)
     original_column, attention_column, cam_column = st.columns(3)
     original_column.image(prediction.image, caption="Original", width="stretch")
     attention_column.image(attention_overlay, caption="Soft-attention map (the model's own)", width="stretch")
     cam_column.image(cam_overlay, caption=f"{method} for {sc.CLASS_NAMES[prediction.top]}", width="stretch")
+    original_column.download_button(
+        "Download case report (PDF)", file_name=f"case_report_{created:%Y%m%d_%H%M}.pdf", mime="application/pdf",
+        data=lambda: sc.case_report_pdf(prediction, patient, model.bundle, {method: heatmap}, created,
+                                        opacity=opacity, colour_scale=colour_scale),
+        on_click="ignore", icon=":material/picture_as_pdf:")
     attention_column.download_button("Download attention overlay (PNG)", sc.png_bytes(attention_overlay),
                                      "attention_overlay.png", "image/png", on_click="ignore")
     cam_column.download_button(f"Download {method} overlay (PNG)", sc.png_bytes(cam_overlay),
@@ -104,7 +136,10 @@ with st.sidebar:
     bundle = available[names.index(choice)]
     st.caption(f"Default for this server: {default_bundle_name()} ({'GPU' if sc.gpu_available() else 'CPU'})")
     st.header("Heat-maps")
-    method = st.radio("Explanation method", ["Grad-CAM", "Grad-CAM++"], horizontal=True)
+    default_method = getattr(classifier(str(bundle.path)), "default_heatmap_method",  # TODO(remove the getattr
+                             HEATMAP_METHODS[0])                                   # with the fallback above)
+    method = st.radio("Explanation method", HEATMAP_METHODS, index=HEATMAP_METHODS.index(default_method),
+                      key="heatmap_method")
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05)
     colour_scale = st.selectbox("Colour scale", ["jet", "inferno", "viridis", "magma"])
 
@@ -144,13 +179,14 @@ if submitted and image is not None:
     else:
         st.session_state["result"] = {
             "upload": hashlib.sha256(upload.getvalue()).hexdigest(), "patient": patient,
-            "bundle": str(bundle.path), "prediction": prediction, "cams": {},
+            "bundle": str(bundle.path), "prediction": prediction, "cams": {}, "created": datetime.now().astimezone(),
         }
 
 result = st.session_state.get("result")
 if result and upload is not None and result["upload"] == hashlib.sha256(upload.getvalue()).hexdigest():
     prediction: sc.Prediction = result["prediction"]
     patient: sc.Patient = result["patient"]
+    model = classifier(result["bundle"])
     st.divider()
     st.header("Result")
     if prediction.not_lesion_reasons:
@@ -160,11 +196,12 @@ if result and upload is not None and result["upload"] == hashlib.sha256(upload.g
                  icon=":material/hide_image:")
         holder = st.expander("Show the model's output anyway (not meaningful for this photo)")
     else:
+        holder = st.container()
+    with holder:
+        show_referral(prediction, model.bundle)
         reasons = prediction.uncertainty_reasons()
-        if reasons:
+        if reasons and not prediction.not_lesion_reasons:
             st.warning("**The model is unsure about this lesion**: " + "; ".join(reasons)
                        + ". Please treat this result with caution and consider specialist review.",
                        icon=":material/warning:")
-        holder = st.container()
-    with holder:
-        show_result(prediction, patient, result["cams"], result["bundle"], method, opacity, colour_scale)
+        show_result(prediction, patient, result["cams"], model, result["created"], method, opacity, colour_scale)

@@ -5,6 +5,7 @@ The app uses only what is exported here.
 
 from . import layers, losses  # noqa: F401  (registers the custom Keras objects for plain load_model)
 from .bundle import ModelBundle, list_bundles
+from .case_report import case_report_pdf, referral_statement
 from .classifier import Classifier, Prediction, default_bundle, find_bundle, gpu_available, load_classifier
 from .errors import BundleError, InvalidImage, InvalidPatient, SkinCoreError
 from .explain import overlay, png_bytes
@@ -16,4 +17,5 @@ __all__ = [
     "BundleError", "CLASS_NAMES", "CLASSES", "Classifier", "InvalidImage", "InvalidPatient", "MALIGNANT",
     "ModelBundle", "Patient", "Prediction", "SEXES", "SITES", "SkinCoreError", "UNKNOWN", "default_bundle",
     "find_bundle", "gpu_available", "list_bundles", "load_classifier", "load_image", "overlay", "png_bytes",
+    "case_report_pdf", "referral_statement",
 ]
