@@ -86,7 +86,8 @@ class ModelBundle:
         return json.loads(file.read_text()) if file.is_file() else None
 
     def update_card(self, **fields) -> None:
-        card = {**self.card, **fields}
+        """Set top-level card fields, re-reading the file first so that another command's fields survive."""
+        card = {**json.loads((self.path / "card.json").read_text()), **fields}
         write_json(self.path / "card.json", card)
         self.__dict__.pop("card", None)
 

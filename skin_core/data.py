@@ -1,8 +1,13 @@
-"""HAM10000 on disk -> arrays -> tf.data pipelines.
+"""Labelled image sets on disk -> arrays -> tf.data pipelines.
 
-The reader accepts this project's reduced copy (one ``images/`` folder) and the original release
-(``HAM10000_images_part_1`` and ``_part_2``) alike: it indexes every JPEG under the data folder by
-its image id and joins ``HAM10000_metadata.csv``.
+One small reader per set, each returning the same table shape (image_id, dx, path, age, sex,
+localization, and split where the set defines one):
+- ``read_ham10000``: this project's reduced copy (one ``images/`` folder) and the original release
+  (``HAM10000_images_part_1`` and ``_part_2``) alike; joins ``HAM10000_metadata.csv``.
+- ``read_isic2017``: ISIC 2017 challenge images; its ``train`` and ``val`` may be trained on,
+  ``test`` is an external test only (see its PROVENANCE.md).
+- ``read_derm7pt``: the Derm7pt atlas; an external test only, never trained or tuned on.
+The external sets carry no patient record: every field is unknown.
 """
 
 from __future__ import annotations
@@ -13,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .images import load_image, resize_for_model
+from .images import image_size, load_image, resize_for_model
 from .patient import UNKNOWN_PATIENT, Patient
-from .vocab import CLASSES
+from .vocab import CLASSES, UNKNOWN
 
 METADATA_FILE = "HAM10000_metadata.csv"
 SPLIT_FILE = Path(__file__).parent / "splits" / "ham10000_lesion_split.csv"
@@ -39,6 +44,34 @@ def read_ham10000(data_dir) -> pd.DataFrame:
     if unknown:
         raise ValueError(f"Unexpected diagnoses in {csv}: {sorted(unknown)}")
     return table
+
+
+def _read_labels_folder(data_dir, description: str, allowed: set[str]) -> pd.DataFrame:
+    """A ``labels.csv`` (image_id, dx, ...) joined to ``images/<image_id>.jpg``, with an unknown patient."""
+    data_dir = Path(data_dir)
+    csv = data_dir / "labels.csv"
+    if not csv.is_file():
+        raise FileNotFoundError(f"{csv} not found: the {description} folder must hold labels.csv and images/")
+    table = pd.read_csv(csv)
+    table["path"] = [data_dir / "images" / f"{i}.jpg" for i in table["image_id"]]
+    missing = ~table["path"].map(Path.is_file)
+    if missing.any():
+        raise FileNotFoundError(f"{missing.sum()} images listed in {csv} are missing, e.g. {table.image_id[missing].iloc[0]}")
+    unknown = set(table["dx"]) - allowed
+    if unknown:
+        raise ValueError(f"Unexpected diagnoses in {csv}: {sorted(unknown)}")
+    table["age"], table["sex"], table["localization"] = np.nan, UNKNOWN, UNKNOWN
+    return table
+
+
+def read_isic2017(data_dir) -> pd.DataFrame:
+    """ISIC 2017 (nv, mel and seborrheic keratosis as bkl) with its own train / val / test column."""
+    return _read_labels_folder(data_dir, "ISIC 2017", {"nv", "mel", "bkl"})
+
+
+def read_derm7pt(data_dir) -> pd.DataFrame:
+    """Derm7pt: HAM10000 diagnoses plus ``other`` (lentigo, melanosis, ...); external test only."""
+    return _read_labels_folder(data_dir, "Derm7pt", set(CLASSES) | {"other"})
 
 
 def make_split(table: pd.DataFrame, seed: int = SPLIT_SEED, fractions=SPLIT_FRACTIONS) -> pd.DataFrame:
@@ -83,6 +116,15 @@ def labels(table: pd.DataFrame) -> np.ndarray:
     return table["dx"].map(CLASSES.index).to_numpy(dtype=np.int64)
 
 
+def detail_level(paths, percentile: float = 5.0) -> int:
+    """The training images' level of detail: a low percentile of their shorter sides, in pixels.
+
+    Served photos are brought down to it first (``images.match_detail``), so a sharp upload looks
+    like what the model learnt from; a higher-resolution training set raises it by itself.
+    """
+    return int(np.percentile([min(image_size(p)) for p in paths], percentile))
+
+
 def load_images(paths, size: int, detail_side: int | None = None, workers: int = 4) -> np.ndarray:
     """Decode and resize every image the way the served path does, as uint8 (n, size, size, 3)."""
     def one(path):
@@ -104,6 +146,9 @@ def blank_metadata(metadata, probability: float, seed=None):
     return tf.where(blank, unknown[None, :], metadata)
 
 
+AUGMENTATIONS = ("paper", "robust")
+
+
 def augmenter(seed=None):
     """The paper's augmentation: rotation, width/height shift, zoom, horizontal and vertical flips."""
     import keras
@@ -117,6 +162,71 @@ def augmenter(seed=None):
         ],
         name="augment",
     )
+
+
+class RobustAugmentation:
+    """Augmentation for photos from other clinics and dermoscopes (batched, 0..255 float images).
+
+    Random resized crop (scale 0.35-1, aspect 3/4-4/3) from the stored image, every rotation and
+    flip, colour jitter (brightness, contrast, saturation, hue), a random gamma (0.7-1.4), Gaussian
+    blur, and, per image before batching, JPEG re-compression (quality 30-95) and a downscale to
+    40-80 % and back, each with probability 0.3. Keras 3's own layers where they exist.
+    """
+
+    SCALE = (0.35, 1.0)
+    RATIO = (3 / 4, 4 / 3)
+    GAMMA = (0.7, 1.4)
+    P_JPEG = 0.3
+    P_DOWNSCALE = 0.3
+    DOWNSCALE = (0.4, 0.8)
+
+    def __init__(self, seed=None):
+        import keras
+
+        seeds = [None] * 4 if seed is None else [seed + k for k in range(4)]
+        self.geometry = keras.Sequential([
+            keras.layers.RandomFlip("horizontal_and_vertical", seed=seeds[0]),
+            keras.layers.RandomRotation(0.5, fill_mode="reflect", seed=seeds[1]),
+        ], name="geometry")
+        self.colour = keras.Sequential([
+            keras.layers.RandomColorJitter(value_range=(0, 255), brightness_factor=0.1, contrast_factor=0.25,
+                                           saturation_factor=(0.3, 0.7), hue_factor=0.04, seed=seeds[2]),
+            keras.layers.RandomGaussianBlur(factor=0.5, kernel_size=5, sigma=(0.1, 1.2), seed=seeds[3]),
+        ], name="colour")
+
+    def per_image(self, image):
+        """JPEG re-compression and downscale-and-back for one uint8 image (h, w, 3)."""
+        import tensorflow as tf
+
+        size = tf.shape(image)[:2]
+        image = tf.cond(tf.random.uniform(()) < self.P_JPEG,
+                        lambda: tf.image.random_jpeg_quality(image, 30, 95), lambda: image)
+
+        def downscale():
+            factor = tf.random.uniform((), *self.DOWNSCALE)
+            small = tf.cast(tf.cast(size, tf.float32) * factor, tf.int32)
+            reduced = tf.image.resize(tf.cast(image, tf.float32), small, antialias=True)
+            return tf.cast(tf.clip_by_value(tf.round(tf.image.resize(reduced, size)), 0, 255), tf.uint8)
+
+        return tf.cond(tf.random.uniform(()) < self.P_DOWNSCALE, downscale, lambda: image)
+
+    def __call__(self, images, training=True):
+        import math
+
+        import tensorflow as tf
+
+        n = tf.shape(images)[0]
+        size = tf.shape(images)[1:3]
+        area = tf.random.uniform((n,), *self.SCALE)
+        ratio = tf.exp(tf.random.uniform((n,), math.log(self.RATIO[0]), math.log(self.RATIO[1])))
+        height, width = tf.minimum(tf.sqrt(area / ratio), 1.0), tf.minimum(tf.sqrt(area * ratio), 1.0)
+        top, left = tf.random.uniform((n,)) * (1 - height), tf.random.uniform((n,)) * (1 - width)
+        boxes = tf.stack([top, left, top + height, left + width], axis=1)
+        images = tf.image.crop_and_resize(images, boxes, tf.range(n), size)
+        images = self.geometry(images, training=True)
+        images = self.colour(images, training=True)
+        gamma = tf.exp(tf.random.uniform((n, 1, 1, 1), math.log(self.GAMMA[0]), math.log(self.GAMMA[1])))
+        return 255.0 * tf.pow(tf.clip_by_value(images / 255.0, 0.0, 1.0), gamma)
 
 
 def mixup(image, metadata, label, alpha: float, seed=None):
@@ -143,21 +253,28 @@ def mixup(image, metadata, label, alpha: float, seed=None):
 
 
 def make_dataset(images, metadata, y, batch_size: int, training: bool, blank_probability: float = 0.1,
-                 seed: int | None = None, mixup_alpha: float = 0.0):
+                 seed: int | None = None, mixup_alpha: float = 0.0, augmentation: str = "paper"):
     """A tf.data pipeline of ``({"image", "metadata"}, one-hot label)`` batches.
 
-    Training shuffles, augments images, blanks metadata fields and, with ``mixup_alpha`` > 0,
-    applies mixup; evaluation does none of these.
+    Training shuffles, augments images (``augmentation``: "paper" or "robust", see
+    RobustAugmentation), blanks metadata fields and, with ``mixup_alpha`` > 0, applies mixup;
+    evaluation does none of these.
     """
     import tensorflow as tf
 
+    if augmentation not in AUGMENTATIONS:
+        raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, not {augmentation!r}")
     onehot = np.eye(len(CLASSES), dtype=np.float32)[y]
     ds = tf.data.Dataset.from_tensor_slices((images, metadata.astype(np.float32), onehot))
     if training:
         ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+        if augmentation == "robust":
+            robust = RobustAugmentation(seed)
+            ds = ds.map(lambda image, meta, label: (robust.per_image(image), meta, label),
+                        num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size)
     if training:
-        augment = augmenter(seed)
+        augment = robust if augmentation == "robust" else augmenter(seed)
 
         def train_map(image, meta, label):
             image = augment(tf.cast(image, tf.float32), training=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn import metrics as skm
 
+from .referral import SCORES, TARGET_SENSITIVITY, score, sensitivity_specificity, threshold_for_sensitivity
 from .vocab import CLASSES, MALIGNANT
 
 ECE_BINS = 15
@@ -118,30 +119,170 @@ def classification_metrics(y: np.ndarray, probabilities: np.ndarray, bootstrap: 
     return result
 
 
+def _split_rows(data_dir, split: str, split_file=None):
+    from . import data
+
+    return data.split_table(data.read_ham10000(data_dir), split, split_file or data.SPLIT_FILE)
+
+
 def _split_arrays(bundle, data_dir, split: str, split_file=None):
     """The bundle's network and one split as (images float32, metadata, labels), read as served."""
     from . import data
 
-    rows = data.split_table(data.read_ham10000(data_dir), split, split_file or data.SPLIT_FILE)
+    rows = _split_rows(data_dir, split, split_file)
     model = bundle.load_model()
     images = data.load_images(rows["path"], bundle.input_size, bundle.detail_side).astype(np.float32)
     return model, images, data.encode_metadata(rows), data.labels(rows)
+
+
+def _unknown_metadata(n: int) -> np.ndarray:
+    from .patient import UNKNOWN_PATIENT
+
+    return np.repeat(UNKNOWN_PATIENT.encode()[None], n, axis=0)
+
+
+def calibrated_probabilities(model, bundle, images: np.ndarray, metadata: np.ndarray) -> np.ndarray:
+    """The network's softmax on prepared images, softened by the bundle's temperature."""
+    raw = model.predict({"image": images.astype(np.float32), "metadata": metadata.astype(np.float32)},
+                        batch_size=64, verbose=0)
+    return apply_temperature(raw, bundle.temperature)
+
+
+def decoded_images(paths, workers: int = 4) -> list[np.ndarray]:
+    """Every photo as decoded (RGB uint8 at its stored size): what a shift is applied to."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .images import load_image
+
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(load_image, paths))
+
+
+def prepared(bundle, photos: list[np.ndarray], shift=None) -> np.ndarray:
+    """Photos (optionally shifted) through the served preprocessing: (n, S, S, 3) float32."""
+    from .images import resize_for_model
+
+    return np.stack([resize_for_model(shift(photo, i) if shift else photo, bundle.input_size, bundle.detail_side)
+                     for i, photo in enumerate(photos)])
+
+
+def referral_metrics(probabilities: np.ndarray, y: np.ndarray, rule) -> dict | None:
+    """Melanoma sensitivity and specificity at the bundle's referral rule (None without a rule)."""
+    if rule is None:
+        return None
+    return {**rule.as_card(), **sensitivity_specificity(rule.score(probabilities), y == CLASSES.index("mel"),
+                                                        rule.threshold)}
+
+
+def melanoma_summary(y: np.ndarray, probabilities: np.ndarray, rule) -> dict:
+    """Balanced accuracy over the classes present, melanoma-vs-rest AUC and the referral's operating point.
+
+    ``y`` is -1 for a lesion outside the seven classes (an external set's "other"): it counts as a
+    non-melanoma and is left out of balanced accuracy.
+    """
+    mel = CLASSES.index("mel")
+    known = y >= 0
+    present = sorted(set(y[known].tolist()))
+    positive = y == mel
+    referral = referral_metrics(probabilities, y, rule)
+    return {
+        "n_images": int(len(y)),
+        "classes": [CLASSES[c] for c in present],
+        "balanced_accuracy": float(skm.balanced_accuracy_score(y[known], probabilities[known].argmax(1))),
+        "macro_auc": float(_macro_auc(y, probabilities)) if len(present) == len(CLASSES) and known.all() else None,
+        "melanoma_auc": float(skm.roc_auc_score(positive, probabilities[:, mel])) if 0 < positive.sum() < len(y) else None,
+        "argmax_melanoma_sensitivity": float((probabilities[positive].argmax(1) == mel).mean()) if positive.any() else None,
+        "melanoma_sensitivity": None if referral is None else referral["sensitivity"],
+        "melanoma_specificity": None if referral is None else referral["specificity"],
+    }
+
+
+def evaluate_shifts(bundle, data_dir, split: str, split_file=None) -> dict:
+    """Every shift of ``shifts.SHIFTS`` on one split, metadata unknown: balanced accuracy, macro AUC and
+    melanoma sensitivity / specificity at the referral rule; the worst shift named. Writes
+    ``metrics_shift_<split>.json``."""
+    from . import data
+    from .bundle import write_json
+    from .referral import ReferralRule
+    from .shifts import SHIFTS
+
+    rows = _split_rows(data_dir, split, split_file)
+    y, photos, model = data.labels(rows), decoded_images(rows["path"]), bundle.load_model()
+    rule = ReferralRule.from_card(bundle.card)
+    unknown = _unknown_metadata(len(y))
+    results = []
+    for shift in SHIFTS:
+        probabilities = calibrated_probabilities(model, bundle, prepared(bundle, photos, shift), unknown)
+        results.append({"name": shift.name, "description": shift.description,
+                        **melanoma_summary(y, probabilities, rule)})
+    clean = results[0]["balanced_accuracy"]
+    for row in results:
+        row["balanced_accuracy_drop"] = clean - row["balanced_accuracy"]
+    worst = max(results[1:], key=lambda r: r["balanced_accuracy_drop"])
+    result = {"split": split, "bundle": bundle.name, "metadata": "unknown",
+              "referral": None if rule is None else rule.as_card(), "shifts": results, "worst_shift": worst["name"]}
+    write_json(bundle.path / f"metrics_shift_{split}.json", result)
+    return result
+
+
+EXTERNAL_SETS = {
+    "isic2017_test": ("ISIC 2017 test", "isic2017"),
+    "derm7pt": ("Derm7pt", "derm7pt"),
+}
+
+
+def external_rows(key: str, data_root):
+    """The rows of an external test set: ISIC 2017's test split, or all of Derm7pt."""
+    from pathlib import Path
+
+    from . import data
+
+    folder = Path(data_root) / EXTERNAL_SETS[key][1]
+    if key == "isic2017_test":
+        table = data.read_isic2017(folder)
+        return table[table["split"] == "test"].reset_index(drop=True)
+    return data.read_derm7pt(folder)
+
+
+def external_labels(rows) -> np.ndarray:
+    """Class indices, -1 for a diagnosis outside the seven (see ``melanoma_summary``)."""
+    return rows["dx"].map(lambda dx: CLASSES.index(dx) if dx in CLASSES else -1).to_numpy(dtype=np.int64)
+
+
+def evaluate_external(bundle, data_root) -> dict:
+    """Melanoma AUC, balanced accuracy over the classes each set has, and the referral's sensitivity and
+    specificity on the external test sets under ``data_root`` (metadata unknown: they carry none).
+    Writes ``metrics_external.json``."""
+    from .bundle import write_json
+    from .referral import ReferralRule
+
+    model, rule = bundle.load_model(), ReferralRule.from_card(bundle.card)
+    sets = {}
+    for key, (name, _) in EXTERNAL_SETS.items():
+        rows = external_rows(key, data_root)
+        probabilities = calibrated_probabilities(model, bundle, prepared(bundle, decoded_images(rows["path"])),
+                                                 _unknown_metadata(len(rows)))
+        sets[key] = {"name": name, "counts": rows["dx"].value_counts().to_dict(),
+                     **melanoma_summary(external_labels(rows), probabilities, rule)}
+    result = {"bundle": bundle.name, "metadata": "unknown", "referral": None if rule is None else rule.as_card(),
+              "sets": sets}
+    write_json(bundle.path / "metrics_external.json", result)
+    return result
 
 
 def evaluate_bundle(bundle, data_dir, split: str, split_file=None, bootstrap: int = 1000) -> dict:
     """Metrics of a bundle on one split, with the patients' metadata and with every field unknown.
 
     Probabilities are calibrated with the bundle's temperature (fitted on validation at training
-    time); the uncalibrated ECE is reported beside the calibrated one.
+    time); the uncalibrated ECE is reported beside the calibrated one, and the melanoma referral
+    rule's sensitivity and specificity beside the argmax metrics.
     """
     from .bundle import write_json
-    from .patient import UNKNOWN_PATIENT
+    from .referral import ReferralRule
 
     model, images, metadata, y = _split_arrays(bundle, data_dir, split, split_file)
-    variants = {
-        "with_metadata": metadata,
-        "without_metadata": np.repeat(UNKNOWN_PATIENT.encode()[None], len(y), axis=0),
-    }
+    rule = ReferralRule.from_card(bundle.card)
+    variants = {"with_metadata": metadata, "without_metadata": _unknown_metadata(len(y))}
     result = {"split": split, "bundle": bundle.name, "architecture": bundle.architecture,
               "temperature": bundle.temperature}
     for variant, metadata in variants.items():
@@ -149,9 +290,58 @@ def evaluate_bundle(bundle, data_dir, split: str, split_file=None, bootstrap: in
         calibrated = apply_temperature(raw, bundle.temperature)
         metrics = classification_metrics(y, calibrated, bootstrap=bootstrap)
         metrics["ece_uncalibrated"] = expected_calibration_error(raw, y)
+        metrics["referral"] = referral_metrics(calibrated, y, rule)
         result[variant] = metrics
     write_json(bundle.path / f"metrics_{split}.json", result)
     return result
+
+
+def choose_referral(bundle, data_dir, isic2017=None, split_file=None,
+                    sensitivity: float = TARGET_SENSITIVITY) -> dict:
+    """Choose the melanoma referral rule on validation data only and store it in the card.
+
+    Conditions: HAM10000 val under every shift (metadata unknown), HAM10000 val with the patients'
+    records, and ISIC 2017 val when given. For each score (p(mel), or the malignant sum) the threshold
+    is the lowest of the per-condition thresholds that keep ``sensitivity`` in each condition, so the
+    rule holds on every validation condition, not only on average; the score with the higher
+    specificity on clean HAM10000 val (metadata unknown) is kept.
+    """
+    from . import data
+    from .shifts import SHIFTS
+
+    rows = _split_rows(data_dir, "val", split_file)
+    y, photos, model = data.labels(rows), decoded_images(rows["path"]), bundle.load_model()
+    unknown = _unknown_metadata(len(y))
+    conditions = {f"ham10000 val, {shift.name}": (calibrated_probabilities(model, bundle, prepared(bundle, photos, shift), unknown), y)
+                  for shift in SHIFTS}
+    conditions["ham10000 val, with metadata"] = (
+        calibrated_probabilities(model, bundle, prepared(bundle, photos), data.encode_metadata(rows)), y)
+    if isic2017:
+        isic = data.read_isic2017(isic2017)
+        isic = isic[isic["split"] == "val"].reset_index(drop=True)
+        conditions["isic2017 val"] = (calibrated_probabilities(
+            model, bundle, prepared(bundle, decoded_images(isic["path"])), _unknown_metadata(len(isic))), data.labels(isic))
+    mel = CLASSES.index("mel")
+    candidates = {}
+    for kind in SCORES:
+        threshold = min(threshold_for_sensitivity(score(p, kind), labels == mel, sensitivity)
+                        for p, labels in conditions.values())
+        points = {name: sensitivity_specificity(score(p, kind), labels == mel, threshold)
+                  for name, (p, labels) in conditions.items()}
+        candidates[kind] = {"threshold": threshold, "conditions": points}
+    kind = max(candidates, key=lambda k: candidates[k]["conditions"]["ham10000 val, clean"]["specificity"])
+    clean = candidates[kind]["conditions"]["ham10000 val, clean"]
+    referral = {
+        "score": kind, "threshold": candidates[kind]["threshold"], "target_sensitivity": sensitivity,
+        "chosen_on": "val",
+        "val_sensitivity": clean["sensitivity"], "val_specificity": clean["specificity"],
+        "val_conditions": candidates[kind]["conditions"],
+        "alternatives": {k: {"threshold": c["threshold"],
+                             "val_specificity": c["conditions"]["ham10000 val, clean"]["specificity"]}
+                         for k, c in candidates.items()},
+    }
+    bundle.update_card(referral=referral)
+    return referral
 
 
 def dihedral(images: np.ndarray) -> list[np.ndarray]:

@@ -12,11 +12,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from . import data
 from .bundle import CARD_VERSION, ModelBundle, software_versions, write_json
 from .evaluation import apply_temperature, expected_calibration_error, fit_temperature
-from .patient import AGE_SCALE
+from .patient import AGE_SCALE, UNKNOWN_PATIENT
 from .registry import get_architecture
 from .vocab import CLASSES, SEXES, SITES
 
@@ -47,6 +48,11 @@ class TrainConfig:
     distill_weight: float = 0.7
     distill_temperature: float = 2.0
     lr_schedule: str = "plateau"  # plateau: x0.2 when val BA stalls | cosine: decay to 0 over the epochs
+    augmentation: str = "paper"  # paper | robust (data.RobustAugmentation)
+    colour_constancy: float = 0.0  # Minkowski power of a Shades of Gray input layer (0: none; 6 as ISIC winners)
+    detail_side: int | None = None  # training images' detail level (shorter side, px); None: measured from the data
+    isic2017: str | None = None  # an ISIC 2017 folder whose train split is trained on beside HAM10000
+    monitor_metadata: str = "patients"  # validation for checkpoints with the patients' records or all "unknown"
     split_file: str = str(data.SPLIT_FILE)
     seed: int = 1
     verbose: int | None = None  # Keras verbosity; default: bar on a terminal, one line per epoch otherwise
@@ -99,25 +105,37 @@ def train(config: TrainConfig) -> ModelBundle:
     work.mkdir(parents=True, exist_ok=True)
 
     table = data.read_ham10000(config.data)
-    train_rows = data.split_table(table, "train", config.split_file)
+    sources = {"ham10000": data.split_table(table, "train", config.split_file)}
+    if config.isic2017:
+        isic = data.read_isic2017(config.isic2017)
+        sources["isic2017"] = isic[isic["split"] == "train"].reset_index(drop=True)
+    train_rows = pd.concat(list(sources.values()), ignore_index=True)
     val_rows = data.split_table(table, "val", config.split_file)
+    detail_side = config.detail_side or data.detail_level(train_rows["path"])
     started = time.time()
     teacher = ModelBundle.open(config.teacher).load_model() if config.teacher else None
     # A larger teacher gets the training images at its own size; the student sees them resized down.
     train_size = max(size, int(teacher.input_shape[0][1])) if teacher is not None else size
-    x_train, x_val = data.load_images(train_rows["path"], train_size), data.load_images(val_rows["path"], size)
+    x_train = data.load_images(train_rows["path"], train_size, detail_side)
+    x_val = data.load_images(val_rows["path"], size, detail_side)
     print(f"loaded {len(x_train)} train images at {train_size}px / {len(x_val)} val at {size}px "
-          f"in {time.time() - started:.0f}s", flush=True)
+          f"(detail level {detail_side}px) in {time.time() - started:.0f}s", flush=True)
     y_train, y_val = data.labels(train_rows), data.labels(val_rows)
     m_train, m_val = data.encode_metadata(train_rows), data.encode_metadata(val_rows)
+    if config.monitor_metadata == "unknown":
+        m_monitor = np.repeat(UNKNOWN_PATIENT.encode()[None], len(y_val), axis=0)
+    elif config.monitor_metadata == "patients":
+        m_monitor = m_val
+    else:
+        raise ValueError(f"monitor_metadata must be patients or unknown, not {config.monitor_metadata!r}")
     weights = class_weights(y_train, len(CLASSES))
 
     train_ds = data.make_dataset(x_train, m_train, y_train, config.batch_size, True, config.blank_probability,
-                                 config.seed, config.mixup_alpha)
-    val_ds = data.make_dataset(x_val, m_val, y_val, config.batch_size, False)
+                                 config.seed, config.mixup_alpha, config.augmentation)
+    val_ds = data.make_dataset(x_val, m_monitor, y_val, config.batch_size, False)
 
     student = build_model(spec.name, size, config.init, config.preprocessing, config.meta_units, config.heads,
-                          bn_momentum=config.bn_momentum)
+                          bn_momentum=config.bn_momentum, colour_constancy=config.colour_constancy or None)
     if config.warm_start:
         student.set_weights(ModelBundle.open(config.warm_start).load_model().get_weights())
     hard_loss = WeightedCategoricalCrossentropy(weights, config.label_smoothing)
@@ -173,7 +191,12 @@ def train(config: TrainConfig) -> ModelBundle:
         "attach_layer": spec.attach_layer,
         "input_size": size,
         "preprocessing": config.preprocessing or spec.preprocessing,
-        "input": "RGB, 0..255, resized (bilinear, aspect not kept) to input_size x input_size",
+        "input": "RGB, 0..255, brought down to detail_side (shorter side, antialiased) when sharper, then "
+                 "resized (bilinear, aspect not kept) to input_size x input_size",
+        "detail_side": detail_side,
+        "colour_constancy": ({"method": "Shades of Gray (Finlayson & Trezzi 2004), layer colour_constancy",
+                              "power": config.colour_constancy} if config.colour_constancy else None),
+        "augmentation": config.augmentation,
         "classes": list(CLASSES),
         "metadata": {"layout": "age/100, age-missing, sex one-hot, site one-hot", "age_scale": AGE_SCALE,
                      "sexes": list(SEXES), "sites": list(SITES)},
@@ -185,8 +208,9 @@ def train(config: TrainConfig) -> ModelBundle:
             "val_ece_before": expected_calibration_error(val_probabilities, y_val),
             "val_ece_after": expected_calibration_error(apply_temperature(val_probabilities, temperature), y_val),
         },
-        "data_source": {"path": str(Path(config.data).resolve()), "images": int(len(table)),
-                        "train_images": int(len(y_train)), "val_images": int(len(y_val))},
+        "data_source": {"sets": {name: {"folder": Path(folder).name, "train_images": int(len(rows))}
+                                 for (name, rows), folder in zip(sources.items(), (config.data, config.isic2017))},
+                        "train_images": int(len(y_train)), "val_images": int(len(y_val)), "val_set": "ham10000"},
         "split_file": Path(config.split_file).name,
         "split_sha256": _sha256(config.split_file),
         "training": {**asdict(config), "image_size": size, "class_weights": [float(w) for w in weights],
