@@ -99,7 +99,9 @@ def gpu_available() -> bool:
 class Classifier:
     """A loaded bundle. One instance can serve many threads at once."""
 
-    def __init__(self, bundle: ModelBundle):
+    def __init__(self, bundle: ModelBundle, feature_layers=None):
+        """``feature_layers``: layers whose pooled outputs ``forward_with_features`` returns (default:
+        those the bundle's not-a-lesion check reads, else ``features``)."""
         import keras
         import tensorflow as tf
 
@@ -115,14 +117,32 @@ class Classifier:
         names = bundle.card["layers"]
         head = self.model.get_layer(names["output"])
         self._head_kernel, self._head_bias = (w.astype(np.float64) for w in head.get_weights())
-        served = keras.Model(self.model.inputs, [self.model.get_layer(names["attention"]).output[1], head.input])
+        self.lesion_check = LesionCheck.from_bundle(bundle)
+        if feature_layers is None:
+            checked = self.lesion_check is not None and self.lesion_check.uses_features
+            feature_layers = self.lesion_check.feature_layers if checked else (names.get("gradcam", "features"),)
+        self.feature_layers = tuple(feature_layers)
+        self._check_features = self.lesion_check is not None and self.lesion_check.feature_layers == self.feature_layers
+        try:
+            maps = [self.model.get_layer(n).output for n in self.feature_layers]
+        except ValueError as error:
+            raise BundleError(f"{bundle.path}: the not-a-lesion check reads a layer the model lacks ({error}); "
+                              "run fit-ood again") from error
+        if (self._check_features and self.lesion_check.uses_features
+                and self.lesion_check.features.mean.shape[0] != sum(int(m.shape[-1]) for m in maps)):
+            raise BundleError(f"{bundle.path}: its ood_features.npz does not fit the model; run fit-ood again")
+        served = keras.Model(self.model.inputs, [self.model.get_layer(names["attention"]).output[1], head.input, *maps])
+
+        def run(image, metadata):  # one pass: attention, the head's input, the feature maps' global averages
+            attention, head_input, *maps = served([image, metadata], training=False)
+            return attention, head_input, tf.concat([tf.reduce_mean(m, axis=[1, 2]) for m in maps], axis=-1)
+
         self._forward = tf.function(
-            lambda image, metadata: served([image, metadata], training=False),
+            run,
             input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32),
                              tf.TensorSpec((None, self.model.inputs[1].shape[1]), tf.float32)],
         )
         self.device = "GPU" if gpu_available() else "CPU"
-        self.lesion_check = LesionCheck.from_card(bundle.card)
         self.referral = ReferralRule.from_card(bundle.card)
         self._explainers = {}
         self._lock = threading.Lock()
@@ -142,18 +162,24 @@ class Classifier:
 
     def forward(self, images: np.ndarray, metadata: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A batch through the network: attention maps (n, h, w) and class logits (n, 7), float64."""
-        attention, features = self._forward(images.astype(np.float32), metadata.astype(np.float32))
-        return attention.numpy(), features.numpy().astype(np.float64) @ self._head_kernel + self._head_bias
+        return self.forward_with_features(images, metadata)[:2]
+
+    def forward_with_features(self, images: np.ndarray, metadata: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """As ``forward``, plus the globally averaged ``feature_layers`` (n, channels), float64, from the same pass."""
+        attention, head_input, pooled = self._forward(images.astype(np.float32), metadata.astype(np.float32))
+        logits = head_input.numpy().astype(np.float64) @ self._head_kernel + self._head_bias
+        return attention.numpy(), logits, pooled.numpy().astype(np.float64)
 
     def predict(self, image, patient: Patient | None = None) -> Prediction:
         """Classify one photo (bytes, path, file object or RGB array) for one patient."""
         started = time.perf_counter()
         rgb = image if isinstance(image, np.ndarray) else load_image(image)
         x, meta = self.model_inputs(rgb, patient or UNKNOWN_PATIENT)
-        attention, logits = self.forward(x, meta)
+        attention, logits, pooled = self.forward_with_features(x, meta)
         attention, logits = attention[0], logits[0]
         probabilities = apply_temperature(softmax(logits), self.bundle.temperature)
-        reasons = self.lesion_check.reasons(x[0].astype(np.uint8), logits) if self.lesion_check else []
+        features = pooled[0] if self._check_features else None  # None: the check skips its feature distance
+        reasons = self.lesion_check.reasons(x[0].astype(np.uint8), logits, features) if self.lesion_check else []
         attention = (attention - attention.min()) / (np.ptp(attention) or 1.0)
         return Prediction(
             probabilities=probabilities, attention_map=attention, image=rgb, logits=logits,

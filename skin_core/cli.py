@@ -73,13 +73,25 @@ def _report(args) -> int:
 
 def _fit_ood(args) -> int:
     from .bundle import ModelBundle
-    from .ood import fit_lesion_check
+    from .ood_fit import fit_lesion_check
 
-    report = fit_lesion_check(ModelBundle.open(args.bundle), args.data, args.split_file)
-    print(f"warnings on {report['non_lesion_images']} non-lesion images: {report['warning_rate_non_lesions']:.1%}; "
-          f"false warnings on lesions: val {report['false_warning_rate_val_lesions']:.1%}, "
-          f"test {report['false_warning_rate_test_lesions']:.1%}")
-    print(f"missed: {', '.join(report['non_lesions_missed']) or 'none'}")
+    r = fit_lesion_check(ModelBundle.open(args.bundle), args.data, args.split_file, args.val_budget)
+    print(f"feature check on {r['feature_layer']} (fitted on {r['lesions']['train']} train lesions); thresholds: "
+          f"image checks at the {r['image_percentile']} percentile of val lesions, feature distance at the "
+          f"{r['feature_percentile']} percentile")
+    print(f"warnings on {r['non_lesion_images']} non-lesion images ({r['non_lesion_images_derived']} derived): "
+          f"{r['warning_rate_non_lesions']:.1%}; on the {r['non_lesion_images'] - r['non_lesion_images_tuning']} "
+          f"held out of every choice (scikit-image's) {r['warning_rate_non_lesions_held_out']:.1%}, on the "
+          f"{r['non_lesion_images_tuning']} tuning ones {r['warning_rate_non_lesions_tuning']:.1%}; originals "
+          f"{r['warning_rate_non_lesions_original']:.1%}, derived {r['warning_rate_non_lesions_derived']:.1%}; "
+          f"without the feature check {r['warning_rate_non_lesions_without_feature_check']:.1%}")
+    print(f"false warnings on lesions: val {r['false_warning_rate_val_lesions']:.1%}, "
+          f"test {r['false_warning_rate_test_lesions']:.1%} "
+          f"(test with the patients' metadata {r['false_warning_rate_test_lesions_with_metadata']:.1%})")
+    for group, rates in r["per_check"].items():
+        print(f"  {group}: " + ", ".join(f"{name} {rate:.1%}" for name, rate in rates.items()))
+    print(f"missed: {', '.join(r['non_lesions_missed']) or 'none'}")
+    print(f"wrote {args.bundle}/ood_report.json, ood_features.npz and card.json['ood']")
     return 0
 
 
@@ -163,10 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.set_defaults(run=_split)
 
-    o = sub.add_parser("fit-ood", help="fit the 'not a dermoscopy photo' check on val lesions and report its rates")
+    o = sub.add_parser("fit-ood", help="fit the 'not a dermoscopy photo' check (features: train lesions, thresholds: "
+                                       "val lesions) and report its rates on val, test and non-lesion images")
     o.add_argument("bundle")
     o.add_argument("--data", required=True)
     o.add_argument("--split-file", default=str(SPLIT_FILE))
+    o.add_argument("--val-budget", type=float, default=0.02,
+                   help="largest share of val lesions the combined check may flag; the feature threshold is "
+                        "the strictest that keeps it")
     o.set_defaults(run=_fit_ood)
 
     b = sub.add_parser("bench", help="latency, cold start, memory and throughput of every shipped bundle")
