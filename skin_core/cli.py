@@ -3,10 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+@contextlib.contextmanager
+def quiet_tensorflow_start():
+    """Keep TensorFlow's C++ start-up lines (oneDNN, cudart_stub, cpu_feature_guard, cuInit, absl) out
+    of ``python -m skin_core``'s output unless ``--verbose``; the app and the tests are left alone.
+
+    TF_CPP_MIN_LOG_LEVEL=3, read once at TensorFlow's import, silences the later lines (cuInit), but
+    the libraries write the others while loading whatever it says (tensorflow#100442), so fd 2 goes
+    to /dev/null for the block and is restored after it (a Python traceback from it still prints).
+    skin_core/__init__.py wraps its first TensorFlow import in this; ``sys.argv[0]`` is "-m" only
+    while ``python -m`` imports the package it runs.
+    """
+    if sys.argv[:1] != ["-m"] or "--verbose" in sys.argv:
+        yield
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _train(args) -> int:
@@ -32,6 +57,8 @@ def _evaluate(args) -> int:
 
 
 def _predict(args) -> int:
+    from tqdm import tqdm
+
     from .classifier import load_classifier
     from .errors import SkinCoreError
     from .patient import Patient
@@ -45,9 +72,36 @@ def _predict(args) -> int:
     except (SkinCoreError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    paths = expand_inputs(args.images)
-    errors = predict_files(classifier, paths, args.out, fields, metadata, progress=not args.quiet)
-    print(f"wrote {len(paths)} rows to {args.out} ({errors} unreadable)")
+    paths, skipped = expand_inputs(args.images)
+    for path, reason in skipped:
+        print(f"skipped {path.name}: {reason}", file=sys.stderr)
+
+    def report(path, row):
+        if row.get("error"):
+            tqdm.write(f"skipped {path.name}: {row['error']} (error row)", file=sys.stderr)
+        elif args.verbose:
+            tqdm.write(f"{path.name}: {row['prediction']} {float(row[row['prediction']]):.0%}, refer "
+                       f"{row.get('refer', '-')}, not_dermoscopy {row['not_dermoscopy']}, "
+                       f"uncertain {row['uncertain']}", file=sys.stderr)
+
+    progress = sys.stderr.isatty() and not (args.quiet or args.verbose)
+    errors = predict_files(classifier, paths, args.out, fields, metadata, progress=progress, report=report)
+    print(f"wrote {len(paths)} rows to {args.out}: {len(paths) - errors} predicted with {classifier.name}, "
+          f"{errors} unreadable (error rows), {len(skipped)} non-image files skipped")
+    return 0
+
+
+def _export(args) -> int:
+    from .classifier import find_bundle
+    from .errors import SkinCoreError
+    from .export import CARD_FILE, export_savedmodel
+
+    try:
+        target = export_savedmodel(find_bundle(args.bundle), args.out, args.version)
+    except SkinCoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {target} (SavedModel, signature serving_default) and {target / CARD_FILE}")
     return 0
 
 
@@ -159,16 +213,23 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--bootstrap", type=int, default=1000, help="resamples for the 95%% intervals (0: none)")
     e.set_defaults(run=_evaluate)
 
-    p = sub.add_parser("predict", help="classify images into a CSV (unreadable files become error rows)")
-    p.add_argument("images", nargs="+", help="image files or folders")
+    p = sub.add_parser("predict", help="classify images into a CSV (unreadable images become error rows)")
+    p.add_argument("images", nargs="+", help="image files or folders (a folder's non-image files are named and skipped)")
     p.add_argument("--model", help="bundle folder or name (default: the app's model for this device)")
     p.add_argument("--out", required=True, help="CSV to write")
     p.add_argument("--age", help="patient age in years (0-120); omit for unknown")
     p.add_argument("--sex", help="male | female | unknown")
     p.add_argument("--site", help="body site, e.g. 'lower extremity' | unknown")
     p.add_argument("--metadata", help="CSV with columns image, age, sex, site (per image)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (shown only when stderr is a terminal)")
+    p.add_argument("--verbose", action="store_true", help="TensorFlow's start-up logs and one line per image")
     p.set_defaults(run=_predict)
+
+    xp = sub.add_parser("export", help="write a bundle as a TensorFlow SavedModel for TF Serving (OUT/VERSION/)")
+    xp.add_argument("bundle", help="bundle folder or name")
+    xp.add_argument("--out", required=True, help="model base path, e.g. serving/skin; the SavedModel goes to OUT/VERSION/")
+    xp.add_argument("--version", type=int, default=1, help="version folder (TF Serving serves the highest)")
+    xp.set_defaults(run=_export)
 
     s = sub.add_parser("split", help="regenerate the lesion-grouped split CSV (deterministic)")
     s.add_argument("--data", required=True)
