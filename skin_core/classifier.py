@@ -188,14 +188,23 @@ class Classifier:
             referral=self.referral,
         )
 
-    def explainer(self, plus_plus: bool = False):
-        """The Grad-CAM (or Grad-CAM++) explainer of this model, built once and shared."""
-        from .explain import GradCam
+    @property
+    def default_heatmap_method(self) -> str:
+        """The heat-map method the card chose (``python -m skin_core heatmaps``: most mass in the lesion)."""
+        return self.bundle.card.get("heatmap", {}).get("default", "Grad-CAM")
 
+    def explainer(self, method: str | None = None):
+        """The heat-map callable for one of ``explain.METHODS`` (default: the card's), built once and shared.
+
+        ``explainer(method)(image, patient=None, class_name=None)`` -> (h, w) map in 0..1 at the photo's size.
+        """
+        from .explain import build_explainer
+
+        method = method or self.default_heatmap_method
         with self._lock:
-            if plus_plus not in self._explainers:
-                self._explainers[plus_plus] = GradCam(self, plus_plus=plus_plus)
-            return self._explainers[plus_plus]
+            if method not in self._explainers:
+                self._explainers[method] = build_explainer(self, method)
+            return self._explainers[method]
 
 
 def validation_score(bundle: ModelBundle) -> float | None:

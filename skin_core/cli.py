@@ -169,6 +169,22 @@ def _tta(args) -> int:
     return 0
 
 
+def _heatmaps(args) -> int:
+    from .bundle import ModelBundle
+    from .heatmap_eval import evaluate_heatmaps
+
+    r = evaluate_heatmaps(ModelBundle.open(args.bundle), args.data, args.limit, args.split_file)
+    print(f"share of each map's mass inside the lesion, {r['split']} split, n = {r['n_images']} photos (95% bootstrap CI)")
+    print(f"{'method':<36} {'share':>6} {'95% CI':>15} {'grid':>6} {'ms/photo':>9}  gain over a centred blob of its spread")
+    for m in r["methods"]:
+        own = r["against_own_blob"].get(m["name"])
+        gain = f"{own['gain']:+.3f} [{own['ci95'][0]:+.3f}, {own['ci95'][1]:+.3f}] (sigma {own['sigma_px']:.0f} px)" if own else ""
+        print(f"{m['name']:<36} {m['share_in_lesion']:6.3f} [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}] {m['grid']:>6} "
+              f"{m['ms_per_image']:9.1f}  {gain}")
+    print(f"default: {r['default_method']}; wrote {args.bundle}/attention_in_lesion.json and card.json['heatmap']")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .data import SPLIT_FILE
 
@@ -257,6 +273,14 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--data", required=True)
     a.add_argument("--split-file", default=str(SPLIT_FILE))
     a.set_defaults(run=_tta)
+
+    h = sub.add_parser("heatmaps", help="share of each heat-map's mass inside the lesion (test split, HAM10000 masks); "
+                                        "writes attention_in_lesion.json and the default method into the card")
+    h.add_argument("bundle")
+    h.add_argument("--data", required=True, help="HAM10000 folder with masks/ISIC_*_segmentation.png")
+    h.add_argument("--limit", type=int, default=300, help="photos drawn from the test split, deterministically (0: all)")
+    h.add_argument("--split-file", default=str(SPLIT_FILE))
+    h.set_defaults(run=_heatmaps)
 
     r = sub.add_parser("report", help="print the Models table from the bundles' metrics (or update README)")
     r.add_argument("--readme", help="rewrite the table between the models markers in this file")

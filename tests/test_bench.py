@@ -4,6 +4,7 @@ import json
 
 from skin_core.bench import run
 from skin_core.bundle import list_bundles
+from skin_core.explain import METHODS
 
 
 def test_bench_smoke(tmp_path):
@@ -13,4 +14,5 @@ def test_bench_smoke(tmp_path):
     for r in results["bundles"]:
         assert r["served_path_ms"]["p50"] > 0 and r["cold_start_s"] > 0 and r["peak_rss_mb"] > 100
         assert r["served_over_bare_compiled"] > 0
+        assert r["heatmap_method"] in METHODS and r["heatmap_ms"]["p50"] > 0  # the served default heat-map
     assert (tmp_path / "results.md").read_text().count("\n|") >= 2 + len(results["bundles"])
