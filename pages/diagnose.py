@@ -13,8 +13,6 @@ import skin_core as sc
 log = logging.getLogger("skin_app")
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "tif", "tiff", "bmp", "webp", "gif", "heic"]
 GROUP_COLOURS = {True: "#b23a48", False: "#3a7ca5"}  # malignant / pre-malignant vs benign
-# TODO(remove when skin_core.explain has METHODS and Classifier.explainer(method)): the old two Grad-CAMs.
-HEATMAP_METHODS = getattr(sc.explain, "METHODS", ("Grad-CAM", "Grad-CAM++"))
 
 
 @st.cache_resource(show_spinner="Loading the model (once per server)…")
@@ -37,13 +35,6 @@ def describe(bundle: sc.ModelBundle) -> str:
     test = (bundle.metrics("test") or {}).get("without_metadata", {})
     score = f", test balanced accuracy {test['balanced_accuracy']:.2f}" if test else ""
     return f"{bundle.architecture} ({bundle.input_size}px{score})"
-
-
-def heatmap_explainer(model: sc.Classifier, method: str):
-    """The model's explainer for ``method``: (image, patient, class) -> heat-map at the photo's size."""
-    if hasattr(sc.explain, "METHODS"):
-        return model.explainer(method)
-    return model.explainer(plus_plus=method == "Grad-CAM++")  # TODO(remove with HEATMAP_METHODS' fallback)
 
 
 def probability_chart(prediction: sc.Prediction) -> go.Figure:
@@ -92,7 +83,7 @@ def show_result(prediction: sc.Prediction, patient: sc.Patient, cams: dict, mode
     st.subheader("Where the model looked")
     if method not in cams:
         with st.spinner(f"Computing {method}…"):
-            cams[method] = heatmap_explainer(model, method)(prediction.image, patient, prediction.top)
+            cams[method] = model.explainer(method)(prediction.image, patient, prediction.top)
     heatmap = cams[method]
     attention_overlay = sc.overlay(prediction.image, prediction.attention_map, opacity, colour_scale)
     cam_overlay = sc.overlay(prediction.image, heatmap, opacity, colour_scale)
@@ -136,9 +127,8 @@ with st.sidebar:
     bundle = available[names.index(choice)]
     st.caption(f"Default for this server: {default_bundle_name()} ({'GPU' if sc.gpu_available() else 'CPU'})")
     st.header("Heat-maps")
-    default_method = getattr(classifier(str(bundle.path)), "default_heatmap_method",  # TODO(remove the getattr
-                             HEATMAP_METHODS[0])                                   # with the fallback above)
-    method = st.radio("Explanation method", HEATMAP_METHODS, index=HEATMAP_METHODS.index(default_method),
+    default_method = classifier(str(bundle.path)).default_heatmap_method
+    method = st.radio("Explanation method", sc.HEATMAP_METHODS, index=sc.HEATMAP_METHODS.index(default_method),
                       key="heatmap_method")
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05)
     colour_scale = st.selectbox("Colour scale", ["jet", "inferno", "viridis", "magma"])

@@ -44,15 +44,65 @@ def _train(args) -> int:
 
 def _evaluate(args) -> int:
     from .bundle import ModelBundle
-    from .evaluation import evaluate_bundle
+    from .evaluation import evaluate_bundle, evaluate_shifts
 
-    result = evaluate_bundle(ModelBundle.open(args.bundle), args.data, args.split, args.split_file, args.bootstrap)
+    bundle = ModelBundle.open(args.bundle)
+    result = evaluate_bundle(bundle, args.data, args.split, args.split_file, args.bootstrap)
     for variant in ("with_metadata", "without_metadata"):
         m = result[variant]
         print(f"{args.split} {variant}: balanced accuracy {m['balanced_accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}, "
               f"macro AUC {m['macro_auc']:.4f}, melanoma recall {m['per_class']['mel']['recall']:.4f}, "
-              f"ECE {m['ece_uncalibrated']:.4f} -> {m['ece']:.4f} (T={result['temperature']:.3f})")
+              f"ECE {m['ece_uncalibrated']:.4f} -> {m['ece']:.4f} (T={result['temperature']:.3f})"
+              + _referral_text(m["referral"]))
+    if result["without_metadata"]["referral"] and args.split == "test":
+        point = result["without_metadata"]["referral"]
+        bundle.update_card(referral={**bundle.card["referral"], "test_sensitivity": point["sensitivity"],
+                                     "test_specificity": point["specificity"]})
     print(f"wrote {args.bundle}/metrics_{args.split}.json")
+    if args.shifts:
+        shifts = evaluate_shifts(bundle, args.data, args.split, args.split_file)
+        print(f"{'shift':<20} {'bal.acc':>7} {'drop':>6} {'AUC':>6} {'mel sens':>8} {'mel spec':>8}  (metadata unknown)")
+        for row in shifts["shifts"]:
+            print(f"{row['name']:<20} {row['balanced_accuracy']:7.4f} {row['balanced_accuracy_drop']:6.3f} "
+                  f"{row['macro_auc']:6.4f} {_number(row['melanoma_sensitivity']):>8} {_number(row['melanoma_specificity']):>8}")
+        print(f"worst shift: {shifts['worst_shift']}; wrote {args.bundle}/metrics_shift_{args.split}.json")
+    return 0
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _referral_text(point) -> str:
+    if not point:
+        return ""
+    return f", referral ({point['score']} >= {point['threshold']:.4f}) sensitivity {point['sensitivity']:.4f} specificity {point['specificity']:.4f}"
+
+
+def _referral(args) -> int:
+    from .bundle import ModelBundle
+    from .evaluation import choose_referral
+
+    referral = choose_referral(ModelBundle.open(args.bundle), args.data, args.isic2017, args.split_file, args.sensitivity)
+    for name, point in referral["val_conditions"].items():
+        print(f"{name:<40} sensitivity {point['sensitivity']:.4f} specificity {point['specificity']:.4f}")
+    others = ", ".join(f"{k}: threshold {v['threshold']:.4f}, clean val specificity {v['val_specificity']:.4f}"
+                       for k, v in referral["alternatives"].items())
+    print(f"chose {referral['score']} >= {referral['threshold']:.4f} ({others}); stored in {args.bundle}/card.json")
+    return 0
+
+
+def _external(args) -> int:
+    from .bundle import ModelBundle
+    from .evaluation import evaluate_external
+
+    result = evaluate_external(ModelBundle.open(args.bundle), args.data)
+    for key, m in result["sets"].items():
+        print(f"{m['name']}: {m['n_images']} images, melanoma AUC {m['melanoma_auc']:.4f}, balanced accuracy "
+              f"{m['balanced_accuracy']:.4f} over {'/'.join(m['classes'])}, argmax melanoma sensitivity "
+              f"{m['argmax_melanoma_sensitivity']:.4f}, at the referral rule sensitivity "
+              f"{_number(m['melanoma_sensitivity'])} specificity {_number(m['melanoma_specificity'])}")
+    print(f"wrote {args.bundle}/metrics_external.json")
     return 0
 
 
@@ -216,6 +266,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--distill-weight", type=float, default=0.7, help="share of the teacher's term in the loss")
     t.add_argument("--distill-temperature", type=float, default=2.0)
     t.add_argument("--lr-schedule", choices=["plateau", "cosine"], default="plateau")
+    t.add_argument("--augmentation", choices=["paper", "robust"], default="paper",
+                   help="paper: rotation, shifts, zoom, flips; robust: + random resized crop, colour jitter, gamma, "
+                        "blur, downscale, JPEG (for photos from other clinics)")
+    t.add_argument("--colour-constancy", type=float, default=0.0,
+                   help="Minkowski power of a Shades of Gray layer at the input (6 as the ISIC winners; 0: none)")
+    t.add_argument("--detail-side", type=int, help="training images' detail level in px (default: measured)")
+    t.add_argument("--isic2017", help="ISIC 2017 folder: its train split is trained on beside HAM10000")
+    t.add_argument("--monitor-metadata", choices=["patients", "unknown"], default="patients",
+                   help="validation records for choosing the checkpoint: the patients' or all unknown")
     t.add_argument("--split-file", default=str(SPLIT_FILE))
     t.add_argument("--seed", type=int, default=1)
     t.add_argument("--verbose", type=int, choices=[0, 1, 2])
@@ -227,7 +286,22 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", choices=["val", "test"], required=True)
     e.add_argument("--split-file", default=str(SPLIT_FILE))
     e.add_argument("--bootstrap", type=int, default=1000, help="resamples for the 95%% intervals (0: none)")
+    e.add_argument("--shifts", action="store_true",
+                   help="also score the split under the fixed shifts of skin_core/shifts.py (metrics_shift_<split>.json)")
     e.set_defaults(run=_evaluate)
+
+    f = sub.add_parser("referral", help="choose the melanoma referral threshold on validation and store it in the card")
+    f.add_argument("bundle")
+    f.add_argument("--data", required=True, help="HAM10000 folder")
+    f.add_argument("--isic2017", help="ISIC 2017 folder: its val split joins the validation conditions")
+    f.add_argument("--split-file", default=str(SPLIT_FILE))
+    f.add_argument("--sensitivity", type=float, default=0.95, help="melanoma sensitivity to keep in every condition")
+    f.set_defaults(run=_referral)
+
+    x = sub.add_parser("external", help="external test sets (ISIC 2017 test, Derm7pt): writes metrics_external.json")
+    x.add_argument("bundle")
+    x.add_argument("--data", required=True, help="folder holding isic2017/ and derm7pt/ (e.g. ../shared/data)")
+    x.set_defaults(run=_external)
 
     p = sub.add_parser("predict", help="classify images into a CSV (unreadable images become error rows)")
     p.add_argument("images", nargs="+", help="image files or folders (a folder's non-image files are named and skipped)")

@@ -213,7 +213,7 @@ def train(config: TrainConfig) -> ModelBundle:
                         "train_images": int(len(y_train)), "val_images": int(len(y_val)), "val_set": "ham10000"},
         "split_file": Path(config.split_file).name,
         "split_sha256": _sha256(config.split_file),
-        "training": {**asdict(config), "image_size": size, "class_weights": [float(w) for w in weights],
+        "training": {**asdict(config), "split_file": Path(config.split_file).name, "image_size": size, "class_weights": [float(w) for w in weights],
                      "best_epoch": best_epoch, "best_val_balanced_accuracy": best_value,
                      "epochs_run": len(_read_rows(out / "history.csv"))},
         "lineage": lineage(config.warm_start, config.teacher),

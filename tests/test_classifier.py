@@ -13,6 +13,7 @@ from synthetic import lesion_image
 
 import skin_core as sc
 from skin_core.classifier import default_bundle
+from skin_core.explain import METHODS as HEATMAP_METHODS
 
 BUNDLES = sc.list_bundles()
 
@@ -65,10 +66,10 @@ def test_temperature_is_applied(classifier):
     np.testing.assert_allclose(served, apply_temperature(raw, classifier.bundle.temperature), atol=1e-5)
 
 
-def test_grad_cam_maps(classifier):
+def test_heatmap_maps(classifier):
     image = photos(1)[0]
-    for plus_plus in (False, True):
-        heatmap = classifier.explainer(plus_plus)(image)
+    for method in HEATMAP_METHODS:
+        heatmap = classifier.explainer(method)(image)
         assert heatmap.shape == image.shape[:2] and 0 <= heatmap.min() <= heatmap.max() <= 1
         assert np.isfinite(heatmap).all()
 
