@@ -222,7 +222,9 @@ for bundle in shipped:
                for method in attention["methods"]],
               {"name": ("Method", None), "share_in_lesion": ("Share of heat in the lesion", SCORE),
                "ci95": ("95% interval", None), "grid": ("Map grid", None), "ms_per_image": ("ms per image", "%.1f")})
+        chosen = (f" (chosen on {attention.get('n_images_val', '?')} validation images)"
+                  if attention.get("chosen_on") == "val" else "")
         st.caption(f"Mean share of each map's heat inside the lesion's outline on {attention.get('n_images', '?')} "
                    f"{attention.get('split', 'test')} images; baseline: {attention.get('baseline', '?')}; the app "
-                   f"shows {attention.get('default_method', '?')} by default. Made by `python -m skin_core heatmaps "
-                   f"weights/{bundle.name} --data ../shared/data/ham10000`.")
+                   f"shows {attention.get('default_method', '?')} by default{chosen}. Made by `python -m skin_core "
+                   f"heatmaps weights/{bundle.name} --data ../shared/data/ham10000`.")

@@ -138,6 +138,11 @@ def run(repeats: int = 50, out_dir=BENCH_DIR, training: bool = False) -> dict:
         results["training"] = [training_speed(b) for b in list_bundles()]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    previous = out_dir / "results.json"
+    if previous.is_file():  # keep the load test's runs (`bench --load N`, skin_core/loadtest.py)
+        load = json.loads(previous.read_text()).get("load")
+        if load:
+            results["load"] = load
     write_json(out_dir / "results.json", results)
     (out_dir / "results.md").write_text(markdown(results))
     return results

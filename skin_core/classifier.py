@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -208,7 +209,15 @@ class Classifier:
 
 
 def validation_score(bundle: ModelBundle) -> float | None:
-    """Validation balanced accuracy with metadata unknown (the harder, honest case), if measured."""
+    """Validation balanced accuracy with metadata unknown (the harder, honest case), if measured.
+
+    Where the shift tests were run on validation (``metrics_shift_val.json``), the mean over the clean
+    split and every shift: photos from other clinics and dermoscopes count as much as our own.
+    """
+    shifted = bundle.path / "metrics_shift_val.json"
+    if shifted.is_file():
+        rows = json.loads(shifted.read_text())["shifts"]
+        return float(np.mean([row["balanced_accuracy"] for row in rows]))
     return (bundle.metrics("val") or {}).get("without_metadata", {}).get("balanced_accuracy")
 
 

@@ -200,11 +200,27 @@ def _fit_ood(args) -> int:
 
 
 def _bench(args) -> int:
-    from .bench import markdown, run
+    from .bench import BENCH_DIR, markdown, run
 
-    from .bench import BENCH_DIR
+    if args.profile:
+        from .loadtest import profile_markdown, profile_session
 
-    print(markdown(run(args.repeats, args.out or BENCH_DIR, training=args.training)))
+        profile = profile_session()
+        print(profile_markdown(profile))
+        print(profile["top"])
+    if args.load:
+        from pathlib import Path
+
+        from .loadtest import run_load
+
+        out = Path(args.out or BENCH_DIR)
+        result = run_load(args.load, out, timeout_s=args.load_timeout)
+        print((out / "load.md").read_text())
+        for error in result["errors"]:
+            print(f"session failed: {error}", file=sys.stderr)
+        return 0 if result["answered"] == result["sessions"] else 1
+    if not args.profile:
+        print(markdown(run(args.repeats, args.out or BENCH_DIR, training=args.training)))
     return 0
 
 
@@ -224,14 +240,18 @@ def _heatmaps(args) -> int:
     from .heatmap_eval import evaluate_heatmaps
 
     r = evaluate_heatmaps(ModelBundle.open(args.bundle), args.data, args.limit, args.split_file)
-    print(f"share of each map's mass inside the lesion, {r['split']} split, n = {r['n_images']} photos (95% bootstrap CI)")
-    print(f"{'method':<36} {'share':>6} {'95% CI':>15} {'grid':>6} {'ms/photo':>9}  gain over a centred blob of its spread")
+    print(f"share of each map's mass inside the lesion, {r['split']} split, n = {r['n_images']} photos "
+          f"(95% bootstrap CI); the default is chosen on val (n = {r['n_images_val']}, last column)")
+    print(f"{'method':<38} {'share':>6} {'95% CI':>15} {'grid':>17} {'ms/photo':>9}  gain over a centred blob of its "
+          f"spread: test [95% CI] (sigma)   val")
     for m in r["methods"]:
-        own = r["against_own_blob"].get(m["name"])
+        own, val = r["against_own_blob"].get(m["name"]), r["val_gain_over_own_blob"].get(m["name"])
         gain = f"{own['gain']:+.3f} [{own['ci95'][0]:+.3f}, {own['ci95'][1]:+.3f}] (sigma {own['sigma_px']:.0f} px)" if own else ""
-        print(f"{m['name']:<36} {m['share_in_lesion']:6.3f} [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}] {m['grid']:>6} "
-              f"{m['ms_per_image']:9.1f}  {gain}")
-    print(f"default: {r['default_method']}; wrote {args.bundle}/attention_in_lesion.json and card.json['heatmap']")
+        val_gain = f"   {val['gain']:+.3f}" if val else ""
+        print(f"{m['name']:<38} {m['share_in_lesion']:6.3f} [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}] {m['grid']:>17} "
+              f"{m['ms_per_image']:9.1f}  {gain}{val_gain}")
+    print(f"default (chosen on val): {r['default_method']}; "
+          f"wrote {args.bundle}/attention_in_lesion.json and card.json['heatmap']")
     return 0
 
 
@@ -340,6 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=50)
     b.add_argument("--out", default=None, help="folder for results.json and results.md (default: bench/)")
     b.add_argument("--training", action="store_true", help="also time training batches (pipeline vs compute)")
+    b.add_argument("--load", type=int, metavar="N",
+                   help="instead: N concurrent browser sessions (Playwright + chromium) against `streamlit run app.py`, "
+                        "each uploading a photo and pressing Analyse; writes results.json ('load') and load.md")
+    b.add_argument("--load-timeout", type=float, default=600, help="seconds a load-test session may take")
+    b.add_argument("--profile", action="store_true",
+                   help="instead: profile one analysed app session (AppTest, after a warm-up) and print its CPU costs")
     b.set_defaults(run=_bench)
 
     a = sub.add_parser("tta", help="measure 8-fold test-time augmentation on the validation split")
@@ -348,11 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--split-file", default=str(SPLIT_FILE))
     a.set_defaults(run=_tta)
 
-    h = sub.add_parser("heatmaps", help="share of each heat-map's mass inside the lesion (test split, HAM10000 masks); "
-                                        "writes attention_in_lesion.json and the default method into the card")
+    h = sub.add_parser("heatmaps", help="share of each heat-map's mass inside the lesion (HAM10000 masks): the default "
+                                        "method chosen on val, every figure measured on test; writes "
+                                        "attention_in_lesion.json and the default method into the card")
     h.add_argument("bundle")
     h.add_argument("--data", required=True, help="HAM10000 folder with masks/ISIC_*_segmentation.png")
-    h.add_argument("--limit", type=int, default=300, help="photos drawn from the test split, deterministically (0: all)")
+    h.add_argument("--limit", type=int, default=300,
+                   help="photos drawn from each of the val and test splits, deterministically (0: all)")
     h.add_argument("--split-file", default=str(SPLIT_FILE))
     h.set_defaults(run=_heatmaps)
 

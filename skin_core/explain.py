@@ -1,4 +1,5 @@
-"""Class heat-maps over the photo (Grad-CAM, Grad-CAM++, LayerCAM, Score-CAM) and the overlays the app shows.
+"""Class heat-maps over the photo (Grad-CAM, Grad-CAM++, LayerCAM, multi-grid LayerCAM, Score-CAM) and the overlays
+the app shows.
 
 Each method is one small callable ``(image, patient=None, class_name=None) -> (h, w) map in 0..1``
 at the photo's size, built once per bundle (``Classifier.explainer``) and shared by every session:
@@ -20,7 +21,8 @@ from .patient import UNKNOWN_PATIENT, Patient
 from .vocab import CLASSES
 
 METHODS = ("Grad-CAM", "Grad-CAM++", "Grad-CAM (finer grid)", "LayerCAM (finer grid)",
-           "Soft attention x LayerCAM (finer grid)", "Score-CAM")
+           "Soft attention x LayerCAM (finer grid)", "LayerCAM (2 grids agreeing)", "LayerCAM (3 grids agreeing)",
+           "Score-CAM")
 FINER_GRID_SIDE = 12  # the '(finer grid)' methods explain the deepest map with at least this many cells a side
 SCORE_CAM_CHANNELS = 64  # Faster Score-CAM: only the most varied channels are tried as masks
 
@@ -46,15 +48,29 @@ def finer_layer(model, min_side: int = FINER_GRID_SIDE) -> str:
     return [name for name, s in sides if s == side][-1]
 
 
-class _Cam:
-    """Shared plumbing: a sub-model ``[image, metadata] -> [layer map, head input, soft-attention map]``."""
+def finer_layers(model, count: int, min_side: int = FINER_GRID_SIDE) -> tuple[str, ...]:
+    """``finer_layer``, then the deepest layer of each next finer grid (24x24, then 48x48 for a 12x12 finer grid):
+    ``count`` layers, coarsest first."""
+    layers = [finer_layer(model, min_side)]
+    while len(layers) < count:
+        layers.append(finer_layer(model, spatial_side(model.get_layer(layers[-1])) + 1))
+    return tuple(layers)
 
-    def __init__(self, classifier, layer: str):
+
+class _Cam:
+    """Shared plumbing: a sub-model ``[image, metadata] -> [layer map(s), head input, soft-attention map]``.
+
+    ``layer`` is one layer's name (the maths gets its map as one tensor) or a tuple of names (a tuple of maps).
+    """
+
+    def __init__(self, classifier, layer: str | tuple[str, ...]):
         model, names = classifier.model, classifier.bundle.card["layers"]
         head = model.get_layer(names["output"])
         self.classifier = classifier
-        self.layer = layer
-        self._sub = keras.Model(model.inputs, [model.get_layer(layer).output, head.input,
+        self.layers = (layer,) if isinstance(layer, str) else tuple(layer)
+        self.layer = self.layers[0]
+        self._several = not isinstance(layer, str)
+        self._sub = keras.Model(model.inputs, [*(model.get_layer(name).output for name in self.layers), head.input,
                                                model.get_layer(names["attention"]).output[1]])
         self._kernel, self._bias = (tf.constant(w) for w in head.get_weights())
         size = classifier.input_size
@@ -67,13 +83,13 @@ class _Cam:
 
     @property
     def grid(self) -> str:
-        shape = self._sub.outputs[0].shape
-        return f"{shape[1]}x{shape[2]}"
+        return "+".join(f"{output.shape[1]}x{output.shape[2]}" for output in self._sub.outputs[:len(self.layers)])
 
     def _forward(self, image, metadata, target):
         """The layer's map, the logits, the score explained (``target`` weights on the logits; zeros: the
         top class) and the soft-attention map."""
-        maps, head_input, attention = self._sub([image, metadata], training=False)
+        *maps, head_input, attention = self._sub([image, metadata], training=False)
+        maps = tuple(maps) if self._several else maps[0]
         logits = tf.matmul(head_input, self._kernel) + self._bias
         target = tf.where(tf.reduce_any(target != 0), target,
                           tf.one_hot(tf.argmax(logits[0]), len(CLASSES)))
@@ -159,6 +175,26 @@ class AttentionLayerCam(_Cam):
         return both / (both.max() or 1.0)
 
 
+class LayerCamProduct(_Cam):
+    """LayerCAM on several grids (the finer grid and the next finer ones), multiplied: a cell stays hot only where
+    the class evidence shows at every depth, the deep grid's meaning with the shallower grids' detail.
+
+    LayerCAM's authors combine several layers' maps (Jiang et al. 2021, sec. III-C); the product keeps what the
+    layers agree on and drops what one layer alone shows (the deep grid's corner cells, a shallow grid's
+    hair and edge texture). Each map is placed on the photo at its own grid's cell centres before the product.
+    """
+
+    def _cam(self, image, metadata, target):
+        maps, grads, _ = self._gradients(image, metadata, target)
+        return tuple(_normalise(tf.reduce_sum(m * tf.nn.relu(g), axis=-1)[0]) for m, g in zip(maps, grads))
+
+    def __call__(self, image: np.ndarray, patient: Patient | None = None, class_name: str | None = None) -> np.ndarray:
+        size = self.classifier.input_size
+        product = np.prod([resize_map(cam, image.shape[:2], cell_offset(size, cam.shape[0]))
+                           for cam in (t.numpy() for t in self._run(image, patient, class_name))], axis=0)
+        return product / (product.max() or 1.0)
+
+
 class ScoreCam(_Cam):
     """Score-CAM (Wang et al. 2020): each channel, upsampled and scaled to 0..1, masks the photo; the
     class probability of the masked photo is that channel's weight. No gradients; one forward pass per
@@ -184,14 +220,18 @@ class ScoreCam(_Cam):
 
 def build_explainer(classifier, method: str) -> _Cam:
     """The callable for one of METHODS on one loaded classifier (``Classifier.explainer`` caches it)."""
-    features, finer = classifier.bundle.card["layers"].get("gradcam", "features"), finer_layer(classifier.model)
-    recipes = {"Grad-CAM": (GradCam, features), "Grad-CAM++": (GradCamPlusPlus, features),
-               "Grad-CAM (finer grid)": (GradCam, finer), "LayerCAM (finer grid)": (LayerCam, finer),
-               "Soft attention x LayerCAM (finer grid)": (AttentionLayerCam, finer), "Score-CAM": (ScoreCam, features)}
+    model, features = classifier.model, classifier.bundle.card["layers"].get("gradcam", "features")
+    recipes = {"Grad-CAM": (GradCam, lambda: features), "Grad-CAM++": (GradCamPlusPlus, lambda: features),
+               "Grad-CAM (finer grid)": (GradCam, lambda: finer_layer(model)),
+               "LayerCAM (finer grid)": (LayerCam, lambda: finer_layer(model)),
+               "Soft attention x LayerCAM (finer grid)": (AttentionLayerCam, lambda: finer_layer(model)),
+               "LayerCAM (2 grids agreeing)": (LayerCamProduct, lambda: finer_layers(model, 2)),
+               "LayerCAM (3 grids agreeing)": (LayerCamProduct, lambda: finer_layers(model, 3)),
+               "Score-CAM": (ScoreCam, lambda: features)}
     if method not in recipes:
         raise ValueError(f"Unknown heat-map method {method!r}; choose one of {', '.join(METHODS)}")
     kind, layer = recipes[method]
-    return kind(classifier, layer)
+    return kind(classifier, layer())
 
 
 def resize_map(heatmap: np.ndarray, shape: tuple[int, int], offset: float = 0.0) -> np.ndarray:

@@ -43,7 +43,7 @@ def test_upload_gives_probabilities_and_both_overlays(app):
     charts = app.get("plotly_chart")
     assert charts, "the probability chart is shown"
     captions = [c for image in app.image for c in image.captions]
-    assert any("Soft-attention" in c for c in captions) and any("Grad-CAM" in c for c in captions)
+    assert any("Soft-attention" in c for c in captions) and any(c.startswith(tuple(sc.HEATMAP_METHODS)) for c in captions)
     assert "Decision support, not a diagnosis" in texts(app)
     assert "analysis took" in texts(app)
     labels = [button.proto.label for button in app.get("download_button")]
@@ -123,6 +123,7 @@ def test_metrics_page_shows_referral_shift_external_and_attention_tables(app, tm
                 "melanoma_specificity": 0.5, "argmax_melanoma_sensitivity": 0.3}}}))
     (copy / "attention_in_lesion.json").write_text(json.dumps({
         "split": "test", "n_images": 300, "baseline": "centred Gaussian blob", "default_method": "Grad-CAM",
+        "chosen_on": "val", "n_images_val": 150,
         "methods": [{"name": "Grad-CAM", "share_in_lesion": 0.61, "ci95": [0.58, 0.64], "grid": "6x6",
                      "ms_per_image": 40.0},
                     {"name": "centred Gaussian blob", "share_in_lesion": 0.55, "ci95": [0.52, 0.58], "grid": "-",
@@ -143,6 +144,7 @@ def test_metrics_page_shows_referral_shift_external_and_attention_tables(app, tm
     assert any("Split" in t and t["Melanoma sensitivity"][0] == 0.951
                and t["Specificity (non-melanoma not referred)"].isna()[1] for t in tables), "missing figures stay empty"
     assert "0.093" in texts(app) and "--shifts" in texts(app) and "skin_core heatmaps" in texts(app)
+    assert "chosen on 150 validation images" in texts(app)
 
 
 def test_a_non_dermoscopy_photo_gets_a_visible_warning(app):

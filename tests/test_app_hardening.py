@@ -8,6 +8,8 @@ from image_cases import CASES
 from streamlit.testing.v1 import AppTest
 from test_app import APP, TIMEOUT
 
+import skin_core as sc
+
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_upload_case_in_the_app(name):
@@ -19,8 +21,9 @@ def test_upload_case_in_the_app(name):
         assert not at.error, [e.value for e in at.error]
         at.form_submit_button[0].click().run()
         assert not at.exception
-        # A drawn test pattern may rightly be called "not a dermoscopy photo"; nothing else may go wrong.
-        assert all("does not look like a dermoscopy photo" in e.value for e in at.error), [e.value for e in at.error]
+        # A drawn test pattern may rightly be called "not a dermoscopy photo" or referred; nothing else may go wrong.
+        assert all("does not look like a dermoscopy photo" in e.value or sc.referral.REFERRAL_MESSAGE in e.value
+                   for e in at.error), [e.value for e in at.error]
         assert abs(at.session_state["result"]["prediction"].probabilities.sum() - 1) < 1e-6
     else:
         assert any(expected in e.value for e in at.error), [e.value for e in at.error]

@@ -95,7 +95,7 @@ def test_predict_gives_a_prediction_or_invalid_image(classifier, data):
     assert abs(prediction.probabilities.sum() - 1) < 1e-6
 
 
-def _fake_bundle(root, name, architecture, val_balanced_accuracy=None):
+def _fake_bundle(root, name, architecture, val_balanced_accuracy=None, shifted=None):
     folder = root / name
     folder.mkdir()
     (folder / "model.keras").write_bytes(b"")
@@ -103,6 +103,10 @@ def _fake_bundle(root, name, architecture, val_balanced_accuracy=None):
     if val_balanced_accuracy is not None:
         metrics = {"without_metadata": {"balanced_accuracy": val_balanced_accuracy}}
         (folder / "metrics_val.json").write_text(json.dumps(metrics))
+    if shifted is not None:
+        rows = [{"name": "clean", "balanced_accuracy": val_balanced_accuracy}]
+        rows += [{"name": f"shift{i}", "balanced_accuracy": value} for i, value in enumerate(shifted)]
+        (folder / "metrics_shift_val.json").write_text(json.dumps({"shifts": rows}))
 
 
 @pytest.mark.parametrize("gpu, expected", [(True, "InceptionResNetV2"), (False, "MobileNetV3Large")])
@@ -126,3 +130,12 @@ def test_cpu_default_gives_way_only_to_a_clearly_better_model(tmp_path, monkeypa
     _fake_bundle(tmp_path, "c-v3l", "MobileNetV3Large", v3)
     monkeypatch.setattr(sc.classifier, "gpu_available", lambda: False)
     assert default_bundle(tmp_path).architecture == expected
+
+
+def test_cpu_default_weighs_shifted_validation(tmp_path, monkeypatch):
+    """Of two bundles, the one slightly weaker on clean validation but far stronger under the shifts wins."""
+    _fake_bundle(tmp_path, "a-plain", "MobileNetV2", 0.68, shifted=[0.55, 0.56, 0.57])
+    _fake_bundle(tmp_path, "b-robust", "MobileNetV2", 0.66, shifted=[0.65, 0.65, 0.66])
+    _fake_bundle(tmp_path, "c-v3l", "MobileNetV3Large", 0.55)
+    monkeypatch.setattr(sc.classifier, "gpu_available", lambda: False)
+    assert default_bundle(tmp_path).name == "b-robust"

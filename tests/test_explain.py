@@ -1,6 +1,8 @@
 """Heat-maps on the shipped bundles: the compiled maths against tf-keras-vis, shapes, grids, sharing,
-and where the served map points on a drawn lesion; the overlay helpers and the lesion-share measure."""
+and where the served map points on a drawn lesion; the overlay helpers, the lesion-share measure and the
+`heatmaps` command's choice of the default on validation (test only measured)."""
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -9,6 +11,7 @@ from synthetic import lesion_image
 
 import skin_core as sc
 from skin_core import explain
+from skin_core import heatmap_eval
 from skin_core.heatmap_eval import bootstrap_ci, centred_gaussian, second_moment, share_in_mask
 
 BUNDLES = [b.name for b in sc.list_bundles()]
@@ -60,6 +63,20 @@ def test_finer_grid_is_at_least_12_by_12_and_finer_than_features(classifier):
     fine, coarse = (classifier.explainer(m).grid for m in ("Grad-CAM (finer grid)", "Grad-CAM"))
     rows, cols = map(int, fine.split("x"))
     assert min(rows, cols) >= explain.FINER_GRID_SIDE and rows > int(coarse.split("x")[0])
+
+
+def test_multi_grid_layercam_is_the_product_of_each_grids_layercam(classifier):
+    """'LayerCAM (n grids agreeing)': the finer grid, then each next finer one, and the map is the product of
+    each grid's own LayerCAM on the photo, scaled to peak 1."""
+    image = photo(5)
+    for count in (2, 3):
+        product = classifier.explainer(f"LayerCAM ({count} grids agreeing)")
+        assert product.layers == explain.finer_layers(classifier.model, count)
+        assert product.layers[0] == explain.finer_layer(classifier.model)
+        sides = [explain.spatial_side(classifier.model.get_layer(name)) for name in product.layers]
+        assert sides == sorted(set(sides)) and product.grid == "+".join(f"{s}x{s}" for s in sides)
+        expected = np.prod([explain.LayerCam(classifier, name)(image, None, "mel") for name in product.layers], axis=0)
+        np.testing.assert_allclose(product(image, None, "mel"), expected / expected.max(), atol=1e-4)
 
 
 def test_explainers_are_built_once_and_shared_across_threads(classifier):
@@ -130,3 +147,66 @@ def test_overlay_blends_with_matplotlib_colours():
     np.testing.assert_array_equal(explain.overlay(image, ramp, opacity=0), image)
     np.testing.assert_array_equal(explain.overlay(image, ramp, opacity=1), explain.colorize(ramp))
     assert explain.overlay(image, np.zeros((3, 3)), 0.5).shape == image.shape  # small maps are resized first
+
+
+def fake_measurement(gains: dict[str, float], n: int = 20) -> dict:
+    """What ``heatmap_eval.measure`` returns, with each map's mean gain over its own blob set."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for name, gain in gains.items():
+        blob = rng.uniform(0.4, 0.6, n)
+        out[name] = {"shares": blob + gain, "blob_shares": blob, "grid": "12x12", "ms_per_image": 30.0,
+                     "blob_ms_per_image": 0.1, "sigma_px": 25.0}
+    return out
+
+
+def test_default_is_chosen_on_val_and_every_reported_figure_is_test():
+    val = fake_measurement({heatmap_eval.SOFT_ATTENTION: 0.3, "Grad-CAM": 0.05, "LayerCAM (finer grid)": 0.12})
+    test = fake_measurement({heatmap_eval.SOFT_ATTENTION: 0.3, "Grad-CAM": 0.20, "LayerCAM (finer grid)": 0.10}, n=30)
+    result, card = heatmap_eval.summarise(val, test)
+    # the soft attention is measured but is not a method the app can serve; test would have picked Grad-CAM
+    assert result["default_method"] == card["default"] == "LayerCAM (finer grid)"
+    assert result["chosen_on"] == card["chosen_on"] == "val" and result["split"] == "test"
+    assert result["n_images"] == 30 and result["n_images_val"] == card["n_images_val"] == 20
+    assert card["val_gain"] == pytest.approx(0.12)
+    assert card["share_in_lesion"] == pytest.approx(test["LayerCAM (finer grid)"]["shares"].mean())
+    assert card["baseline"] == pytest.approx(test["LayerCAM (finer grid)"]["blob_shares"].mean())
+    rows = {r["name"]: r for r in result["methods"]}
+    assert list(rows)[-1] == heatmap_eval.BASELINE and rows["Grad-CAM"]["share_in_lesion"] == pytest.approx(
+        test["Grad-CAM"]["shares"].mean())
+    assert result["val_gain_over_own_blob"]["Grad-CAM"]["gain"] == pytest.approx(0.05)
+
+
+def test_heatmaps_command_measures_val_then_test_and_writes_the_test_table(synthetic_data, tmp_path, monkeypatch):
+    """The wiring of ``evaluate_heatmaps`` with the measuring stubbed: one deterministic subsample per split,
+    the choice from val, the bundle's JSON and card from test (the page reads ``methods`` and ``n_images``)."""
+    from skin_core import classifier as classifier_module
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "model.keras").write_bytes(b"")
+    (bundle / "card.json").write_text(json.dumps({"classes": list(sc.CLASSES), "temperature": 1.5}))
+    stub = type("Stub", (), {"explainer": lambda self, name: name})()
+    monkeypatch.setattr(classifier_module, "load_classifier", lambda path: stub)
+    seen = []
+
+    def fake_measure(classifier, table, data_dir, explainers, progress=True):
+        (split,) = set(table["split"])
+        seen.append((split, tuple(table["image_id"])))
+        assert classifier is stub and list(explainers) == list(explain.METHODS) and len(table) == 5
+        favourite = explain.METHODS[0] if split == "val" else explain.METHODS[1]
+        return fake_measurement({name: 0.2 if name == favourite else 0.0 for name in explain.METHODS}, len(table))
+
+    monkeypatch.setattr(heatmap_eval, "measure", fake_measure)
+    split_file = synthetic_data / "split.csv"
+    result = heatmap_eval.evaluate_heatmaps(sc.ModelBundle.open(bundle), synthetic_data, 5, split_file, progress=False)
+    assert [split for split, _ in seen] == ["val", "test"]
+    val_sample = heatmap_eval.subsample(synthetic_data, "val", 5, split_file)  # deterministic
+    assert seen[0][1] == tuple(val_sample["image_id"])
+    written = json.loads((bundle / "attention_in_lesion.json").read_text())
+    card = json.loads((bundle / "card.json").read_text())
+    assert written["default_method"] == card["heatmap"]["default"] == explain.METHODS[0] == result["default_method"]
+    assert written["split"] == "test" and written["chosen_on"] == "val" and written["n_images"] == 5
+    assert {"name", "share_in_lesion", "ci95", "grid", "ms_per_image"} <= set(written["methods"][0])
+    assert card["temperature"] == 1.5 and card["heatmap"]["chosen_on"] == "val"  # the rest of the card survives
+    assert card["heatmap"]["val_gain"] == pytest.approx(0.2)
