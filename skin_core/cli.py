@@ -214,7 +214,7 @@ def _bench(args) -> int:
         from .loadtest import run_load
 
         out = Path(args.out or BENCH_DIR)
-        result = run_load(args.load, out, timeout_s=args.load_timeout)
+        result = run_load(args.load, out, timeout_s=args.load_timeout, photo_folder=args.photos)
         print((out / "load.md").read_text())
         for error in result["errors"]:
             print(f"session failed: {error}", file=sys.stderr)
@@ -364,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead: N concurrent browser sessions (Playwright + chromium) against `streamlit run app.py`, "
                         "each uploading a photo and pressing Analyse; writes results.json ('load') and load.md")
     b.add_argument("--load-timeout", type=float, default=600, help="seconds a load-test session may take")
+    b.add_argument("--photos", help="with --load: a folder of real dermoscopy JPEGs to upload (e.g. ../shared/data/ham10000/images)")
     b.add_argument("--profile", action="store_true",
                    help="instead: profile one analysed app session (AppTest, after a warm-up) and print its CPU costs")
     b.set_defaults(run=_bench)

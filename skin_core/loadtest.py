@@ -258,7 +258,7 @@ def load_markdown(load: dict) -> str:
     lines = ["## Many doctors at once", "",
              f"`python -m skin_core bench --load N`: `streamlit run app.py` on {m.get('cores', '?')} cores "
              f"({m.get('cpu', '?')}); one Chromium, one context per session; every session opens the page, then all "
-             "upload their own 600 x 450 drawn photo at the same moment and press Analyse. Upload -> result runs until "
+             "upload their own photo (column 'photos': drawn 600 x 450, or real ones from `--photos FOLDER`) at the same moment and press Analyse. Upload -> result runs until "
              "the heat-map's caption shows. Server and browser CPU are read apart from /proc (server: the streamlit "
              "process; browser: Chromium and Playwright's driver), over the whole sessions (page load to result); "
              "figures in brackets count only from the uploads on. The server was warmed by one session first. The "
@@ -267,8 +267,8 @@ def load_markdown(load: dict) -> str:
              "",
              "| sessions | answered | median upload -> result (s) | max (s) | server CPU s per photo "
              "| server CPU s (upload -> result) | browser CPU s (upload -> result) | flagged | load avg. before | bundle "
-             "| heat-map | measured |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| heat-map | photos | measured |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in load["runs"]:
         lines.append(
             f"| {r['sessions']} | {r['answered']} | {_number(r['median_s'], '.1f')} | {_number(r['max_s'], '.1f')} "
@@ -276,7 +276,7 @@ def load_markdown(load: dict) -> str:
             f"({_number(r.get('server_upload_to_result_cpu_s'), '.1f')}) | {r['browser_cpu_s']:.1f} "
             f"({_number(r.get('browser_upload_to_result_cpu_s'), '.1f')}) | {r.get('flagged_not_dermoscopy', '-')} "
             f"| {_number(r.get('load_average_before'), '.1f')} | `{r.get('bundle', '?')}` | {r.get('heatmap_method', '?')} "
-            f"| {r.get('measured', '')} |")
+            f"| {r.get('photos', 'drawn photos')} | {r.get('measured', '')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -406,9 +406,12 @@ async def _drive(url: str, photos: list[Path], timeout_s: float, server_pid: int
 
 
 def run_load(sessions: int = 10, out_dir=BENCH_DIR, timeout_s: float = 600, chromium: str | None = None,
-             write: bool = True) -> dict:
+             write: bool = True, photo_folder=None) -> dict:
     """Start the app, warm it with one browser session, then ``sessions`` at once; write the result into
-    ``out_dir``/results.json (key ``load``, one run per session count) and ``out_dir``/load.md."""
+    ``out_dir``/results.json (key ``load``, one run per session count) and ``out_dir``/load.md.
+
+    ``photo_folder``: real dermoscopy photos to upload (the first ``sessions`` + 1 JPEGs by name, e.g. a
+    HAM10000 images folder); without it, drawn photos, which the not-a-dermoscopy check may flag."""
     import asyncio
     import json
     import shutil
@@ -424,10 +427,13 @@ def run_load(sessions: int = 10, out_dir=BENCH_DIR, timeout_s: float = 600, chro
     bundle = default_bundle()
     with tempfile.TemporaryDirectory(prefix="skin-load-") as tmp:
         tmp = Path(tmp)
+        sources = sorted(Path(photo_folder).glob("*.jpg"))[:sessions + 1] if photo_folder else []
+        if photo_folder and len(sources) < sessions + 1:
+            raise ValueError(f"{photo_folder} holds fewer than {sessions + 1} JPEG photos")
         photos = []
         for i in range(sessions + 1):  # photo 0 warms the server
             photos.append(tmp / f"lesion{i}.jpg")
-            photos[-1].write_bytes(lesion_photo(i))
+            photos[-1].write_bytes(sources[i].read_bytes() if sources else lesion_photo(i))
         server, url = start_server(tmp / "streamlit.log")
         try:
             result = asyncio.run(_drive(url, photos, timeout_s, server.pid, executable))
@@ -437,7 +443,7 @@ def run_load(sessions: int = 10, out_dir=BENCH_DIR, timeout_s: float = 600, chro
                 server.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 server.kill()
-    result.update(bundle=bundle.name, heatmap_method=bundle.card.get("heatmap", {}).get("default", "Grad-CAM"),
+    result.update(photos="real photos" if photo_folder else "drawn photos", bundle=bundle.name, heatmap_method=bundle.card.get("heatmap", {}).get("default", "Grad-CAM"),
                   measured=date.today().isoformat(), load_average_before=load_before)
     if write:
         out_dir = Path(out_dir)
