@@ -58,9 +58,9 @@ COSTS = {
 # ---------------------------------------------------------------------------------------------------
 # Photos the bench can draw for itself (it may not import tests/).
 
-def lesion_photo(seed: int = 0, size=(600, 450), quality: int = 90) -> bytes:
-    """A drawn JPEG close-up that passes for dermoscopy: pink-beige skin, dark vignette, brown blotchy
-    lesion (as tests/synthetic.py's ``dermoscopy_like``); each seed gives another photo."""
+def dermoscopy_like(seed: int = 0, size=(600, 450)):
+    """A drawn close-up that passes for dermoscopy: pink-beige skin, dark vignette, brown blotchy lesion;
+    each seed gives another photo (a PIL image; the tests draw theirs here too)."""
     from PIL import Image, ImageDraw, ImageFilter
 
     rng = np.random.default_rng(seed)
@@ -71,15 +71,20 @@ def lesion_photo(seed: int = 0, size=(600, 450), quality: int = 90) -> bytes:
     image = np.ones((h, w, 3)) * skin * np.clip(1.15 - 0.35 * radius, 0.4, 1)[..., None]
     canvas = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(canvas)
-    for _ in range(14):
+    for _ in range(14):  # irregular lesion from overlapping blotches of browns
         cx, cy = w / 2 + rng.normal(0, w / 14), h / 2 + rng.normal(0, h / 14)
         rx, ry = rng.uniform(w / 14, w / 6), rng.uniform(h / 14, h / 6)
         brown = tuple(int(c) for c in np.array([120, 72, 52]) + rng.normal(0, 15, 3))
         draw.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=brown)
     canvas = canvas.filter(ImageFilter.GaussianBlur(6))
     noisy = np.asarray(canvas, np.float32) + rng.normal(0, 5, (h, w, 3))
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+
+def lesion_photo(seed: int = 0, size=(600, 450), quality: int = 90) -> bytes:
+    """``dermoscopy_like`` as JPEG bytes, ready to upload."""
     buffer = io.BytesIO()
-    Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(buffer, format="JPEG", quality=quality)
+    dermoscopy_like(seed, size).save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from skin_core.loadtest import dermoscopy_like  # noqa: F401  (one drawing for the tests and the bench)
 from skin_core.vocab import CLASSES, SITES
 
 COLOURS = [(200, 60, 60), (60, 200, 60), (60, 60, 200), (200, 200, 60), (40, 20, 20), (160, 110, 80), (200, 60, 200)]
@@ -43,23 +44,3 @@ def make_dataset(root: Path, per_class: int = 8, seed: int = 0) -> Path:
     return root
 
 
-def dermoscopy_like(seed: int = 0, size=(600, 450)) -> Image.Image:
-    """A drawn close-up that passes for dermoscopy: pink-beige skin, dark vignette, brown blotchy lesion."""
-    from PIL import ImageFilter
-
-    rng = np.random.default_rng(seed)
-    w, h = size
-    yy, xx = np.mgrid[0:h, 0:w]
-    radius = np.hypot((xx - w / 2) / (w / 2), (yy - h / 2) / (h / 2))
-    skin = np.array([222, 168, 150]) + rng.normal(0, 6, 3)
-    image = np.ones((h, w, 3)) * skin * np.clip(1.15 - 0.35 * radius, 0.4, 1)[..., None]
-    canvas = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(canvas)
-    for _ in range(14):  # irregular lesion from overlapping blotches of browns
-        cx, cy = w / 2 + rng.normal(0, w / 14), h / 2 + rng.normal(0, h / 14)
-        rx, ry = rng.uniform(w / 14, w / 6), rng.uniform(h / 14, h / 6)
-        brown = tuple(int(c) for c in np.array([120, 72, 52]) + rng.normal(0, 15, 3))
-        draw.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=brown)
-    canvas = canvas.filter(ImageFilter.GaussianBlur(6))
-    noisy = np.asarray(canvas, np.float32) + rng.normal(0, 5, (h, w, 3))
-    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
