@@ -32,7 +32,7 @@ def comparison(bundles: list[sc.ModelBundle]) -> pd.DataFrame:
         served = latency.get(b.name, {}).get("served_path_ms", {})
         rows.append({
             "Bundle": b.name, "Backbone": b.architecture, "Parameters (M)": b.card["parameters"] / 1e6,
-            "Size (MB)": b.model_file.stat().st_size / 1e6, "Input (px)": b.input_size,
+            "Size (MB)": b.size_mb, "Input (px)": b.input_size,
             "Test bal. acc. (no metadata)": unknown.get("balanced_accuracy"),
             "Test bal. acc. (with metadata)": known.get("balanced_accuracy"),
             "Macro AUC (no metadata)": unknown.get("macro_auc"),
@@ -148,9 +148,14 @@ if bench:
 for bundle in shipped:
     st.header(f"{bundle.architecture}: {bundle.name}")
     card = bundle.card
-    st.caption(f"{card['parameters'] / 1e6:.1f} M parameters, {bundle.input_size}px input, trained "
-               f"{card['training']['epochs_run']} epochs (best {card['training']['best_epoch']}), "
-               f"temperature {bundle.temperature:.2f}, {card['date'][:10]}.")
+    if bundle.is_ensemble:
+        st.caption(f"Ensemble of {', '.join(card['members'])}: {card['combination']}. "
+                   f"{card['parameters'] / 1e6:.1f} M parameters, {bundle.input_size}px input, "
+                   f"temperature {bundle.temperature:.2f}, {card['date'][:10]}.")
+    else:
+        st.caption(f"{card['parameters'] / 1e6:.1f} M parameters, {bundle.input_size}px input, trained "
+                   f"{card['training']['epochs_run']} epochs (best {card['training']['best_epoch']}), "
+                   f"temperature {bundle.temperature:.2f}, {card['date'][:10]}.")
     history = bundle.history()
     if history is not None:
         curves(history)

@@ -9,7 +9,7 @@ with quiet_tensorflow_start():  # only under `python -m skin_core`: TensorFlow's
     from . import layers, losses  # noqa: F401  (registers the custom Keras objects for plain load_model)
 from .bundle import ModelBundle, list_bundles
 from .case_report import case_report_pdf, referral_statement
-from .classifier import Classifier, Prediction, default_bundle, find_bundle, gpu_available, load_classifier
+from .classifier import Classifier, EnsembleClassifier, Prediction, default_bundle, find_bundle, gpu_available, load_classifier
 from .errors import BundleError, InvalidImage, InvalidPatient, SkinCoreError
 from .explain import METHODS as HEATMAP_METHODS
 from .explain import overlay, png_bytes
@@ -18,7 +18,7 @@ from .patient import Patient
 from .vocab import CLASS_NAMES, CLASSES, MALIGNANT, SEXES, SITES, UNKNOWN
 
 __all__ = [
-    "BundleError", "CLASS_NAMES", "CLASSES", "Classifier", "InvalidImage", "InvalidPatient", "MALIGNANT",
+    "BundleError", "CLASS_NAMES", "CLASSES", "Classifier", "EnsembleClassifier", "InvalidImage", "InvalidPatient", "MALIGNANT",
     "ModelBundle", "Patient", "Prediction", "SEXES", "SITES", "SkinCoreError", "UNKNOWN", "default_bundle",
     "find_bundle", "gpu_available", "HEATMAP_METHODS", "list_bundles", "load_classifier", "load_image", "overlay", "png_bytes",
     "case_report_pdf", "referral_statement",

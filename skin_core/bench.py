@@ -94,7 +94,7 @@ def bench_bundle(bundle, photo: bytes, repeats: int) -> dict:
     throughput = 32 * rounds / (time.perf_counter() - started)
     result = {
         "bundle": bundle.name, "architecture": bundle.architecture, "input_size": bundle.input_size,
-        "parameters": int(model.count_params()), "file_mb": bundle.model_file.stat().st_size / 1e6,
+        "parameters": int(model.count_params()), "file_mb": bundle.size_mb,
         "served_path_ms": _timed(lambda: classifier.predict(photo, patient), repeats),
         "bare_model_predict_ms": _timed(lambda: model.predict([x, meta], verbose=0), repeats),
         "bare_tf_function_ms": _timed(lambda: compiled(x, meta), repeats),

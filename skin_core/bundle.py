@@ -5,6 +5,9 @@
     history.csv        per-epoch training and validation curves
     metrics_val.json   metrics on the validation split (written by `evaluate`)
     metrics_test.json  metrics on the held-out test split (written by `evaluate`)
+
+An ensemble bundle (`python -m skin_core ensemble`) has no model.keras: its card names its ``members``,
+bundle folders beside it, and the app serves the mean of their calibrated probabilities.
 """
 
 from __future__ import annotations
@@ -33,12 +36,17 @@ class ModelBundle:
     @classmethod
     def open(cls, path) -> "ModelBundle":
         path = Path(path)
-        for required in ("model.keras", "card.json"):
-            if not (path / required).is_file():
-                raise BundleError(f"{path} is not a model bundle: {required} is missing")
+        if not (path / "card.json").is_file():
+            raise BundleError(f"{path} is not a model bundle: card.json is missing")
         bundle = cls(path)
+        if not bundle.is_ensemble and not bundle.model_file.is_file():
+            raise BundleError(f"{path} is not a model bundle: model.keras is missing")
         if tuple(bundle.card.get("classes", ())) != CLASSES:
             raise BundleError(f"{path}: its classes {bundle.card.get('classes')} are not {list(CLASSES)}")
+        for member in bundle.members:
+            if (member.input_size, member.detail_side) != (bundle.input_size, bundle.detail_side):
+                raise BundleError(f"{path}: member {member.name} reads {member.input_size}px at detail "
+                                  f"{member.detail_side}, the ensemble {bundle.input_size}px at {bundle.detail_side}")
         return bundle
 
     @property
@@ -68,13 +76,36 @@ class ModelBundle:
         return float(self.card.get("temperature", 1.0))
 
     @property
+    def is_ensemble(self) -> bool:
+        return "members" in self.card
+
+    @cached_property
+    def members(self) -> tuple["ModelBundle", ...]:
+        """An ensemble's member bundles (folders beside it); () for a single model."""
+        try:
+            return tuple(ModelBundle.open(self.path.parent / name) for name in self.card.get("members", ()))
+        except BundleError as error:
+            raise BundleError(f"{self.path}: a member of this ensemble is missing or damaged ({error})") from error
+
+    @property
     def model_file(self) -> Path:
         return self.path / "model.keras"
 
+    @property
+    def size_mb(self) -> float:
+        """Megabytes of model files to serve it (an ensemble: its members')."""
+        files = [m.model_file for m in self.members] if self.is_ensemble else [self.model_file]
+        return sum(f.stat().st_size for f in files) / 1e6
+
     def load_model(self):
-        """The bundle's Keras model, uncompiled (bundles carry no optimizer or loss)."""
+        """The bundle's Keras model, uncompiled (bundles carry no optimizer or loss); for an ensemble, one
+        network averaging its members' calibrated probabilities (``models.ensemble_network``)."""
         import keras  # the package's __init__ has registered the custom layers
 
+        if self.is_ensemble:
+            from .models import ensemble_network
+
+            return ensemble_network([m.load_model() for m in self.members], [m.temperature for m in self.members])
         return keras.saving.load_model(self.model_file, compile=False)
 
     def history(self) -> pd.DataFrame | None:

@@ -86,6 +86,11 @@ class Prediction:
         return reasons
 
 
+def unit_range(heatmap: np.ndarray) -> np.ndarray:
+    """A map scaled to 0..1 (a flat map becomes zeros)."""
+    return (heatmap - heatmap.min()) / (np.ptp(heatmap) or 1.0)
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     exp = np.exp(logits - logits.max())
     return exp / exp.sum()
@@ -177,17 +182,26 @@ class Classifier:
         rgb = image if isinstance(image, np.ndarray) else load_image(image)
         x, meta = self.model_inputs(rgb, patient or UNKNOWN_PATIENT)
         attention, logits, pooled = self.forward_with_features(x, meta)
-        attention, logits = attention[0], logits[0]
-        probabilities = apply_temperature(softmax(logits), self.bundle.temperature)
-        features = pooled[0] if self._check_features else None  # None: the check skips its feature distance
-        reasons = self.lesion_check.reasons(x[0].astype(np.uint8), logits, features) if self.lesion_check else []
-        attention = (attention - attention.min()) / (np.ptp(attention) or 1.0)
         return Prediction(
-            probabilities=probabilities, attention_map=attention, image=rgb, logits=logits,
-            not_lesion_reasons=tuple(reasons), model_name=self.name,
+            probabilities=apply_temperature(softmax(logits[0]), self.bundle.temperature),
+            attention_map=unit_range(attention[0]), image=rgb, logits=logits[0],
+            not_lesion_reasons=self.not_lesion_reasons(x[0], logits[0], pooled[0]), model_name=self.name,
             architecture=self.bundle.architecture, device=self.device, seconds=time.perf_counter() - started,
             referral=self.referral,
         )
+
+    def not_lesion_reasons(self, prepared: np.ndarray, logits: np.ndarray, pooled: np.ndarray) -> tuple[str, ...]:
+        """Why the not-a-dermoscopy check rejects a prepared photo (empty: it passes or the bundle has none)."""
+        if self.lesion_check is None:
+            return ()
+        features = pooled if self._check_features else None  # None: the check skips its feature distance
+        return tuple(self.lesion_check.reasons(prepared.astype(np.uint8), logits, features))
+
+    @property
+    def attention_grid(self) -> str:
+        """The soft-attention map's grid, e.g. "6x6"."""
+        shape = self.model.get_layer(self.bundle.card["layers"]["attention"]).output[1].shape[1:3]
+        return "x".join(str(int(side)) for side in shape)
 
     @property
     def default_heatmap_method(self) -> str:
@@ -206,6 +220,75 @@ class Classifier:
             if method not in self._explainers:
                 self._explainers[method] = build_explainer(self, method)
             return self._explainers[method]
+
+
+class EnsembleClassifier:
+    """Several bundles served as one model, with the Classifier's interface.
+
+    Probabilities: the mean of the members' calibrated probabilities, softened by the ensemble's own
+    temperature (``evaluation`` reads the same through ``models.ensemble_network``). The soft-attention map
+    and every heat-map: the members' maps, each in 0..1, averaged (heat-maps for the ensemble's class). The
+    not-a-dermoscopy check: the first member's, fitted on its own features and logits.
+    """
+
+    def __init__(self, bundle: ModelBundle):
+        from .models import ensemble_network
+
+        self.bundle = bundle
+        self.members = [load_classifier(member.path) for member in bundle.members]  # shared with direct use
+        # The members' networks joined (weights shared, nothing copied): what bench times as the bare model.
+        self.model = ensemble_network([m.model for m in self.members], [m.bundle.temperature for m in self.members])
+        self.device = self.members[0].device
+        self.lesion_check = self.members[0].lesion_check
+        self.referral = ReferralRule.from_card(bundle.card)
+        self._explainers = {}
+        self._lock = threading.Lock()
+
+    name = Classifier.name
+    input_size = Classifier.input_size
+    model_inputs = Classifier.model_inputs
+    default_heatmap_method = Classifier.default_heatmap_method
+
+    @property
+    def attention_grid(self) -> str:
+        return self.members[0].attention_grid
+
+    def predict(self, image, patient: Patient | None = None) -> Prediction:
+        started = time.perf_counter()
+        rgb = image if isinstance(image, np.ndarray) else load_image(image)
+        x, meta = self.model_inputs(rgb, patient or UNKNOWN_PATIENT)
+        outputs = [member.forward_with_features(x, meta) for member in self.members]
+        mean = np.mean([apply_temperature(softmax(logits[0]), member.bundle.temperature)
+                        for member, (_, logits, _) in zip(self.members, outputs)], axis=0)
+        grid = outputs[0][0].shape[1:3]
+        attention = np.mean([unit_range(resize_grid(a[0], grid)) for a, _, _ in outputs], axis=0)
+        _, first_logits, first_pooled = outputs[0]
+        return Prediction(
+            probabilities=apply_temperature(mean, self.bundle.temperature), attention_map=unit_range(attention),
+            image=rgb, logits=np.log(np.clip(mean, 1e-12, 1.0)),
+            not_lesion_reasons=self.members[0].not_lesion_reasons(x[0], first_logits[0], first_pooled[0]),
+            model_name=self.name, architecture=self.bundle.architecture, device=self.device,
+            seconds=time.perf_counter() - started, referral=self.referral,
+        )
+
+    def explainer(self, method: str | None = None):
+        """As ``Classifier.explainer``: the members' maps of one method, averaged (``explain.MeanExplainer``)."""
+        from .explain import MeanExplainer
+
+        method = method or self.default_heatmap_method
+        with self._lock:
+            if method not in self._explainers:
+                self._explainers[method] = MeanExplainer([m.explainer(method) for m in self.members], self)
+            return self._explainers[method]
+
+
+def resize_grid(heatmap: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """A member's attention map on the first member's grid (members of other backbones may differ)."""
+    if tuple(heatmap.shape) == tuple(grid):
+        return heatmap
+    import cv2
+
+    return cv2.resize(heatmap.astype(np.float32), (int(grid[1]), int(grid[0])), interpolation=cv2.INTER_AREA)
 
 
 def validation_score(bundle: ModelBundle) -> float | None:
@@ -256,15 +339,15 @@ def find_bundle(name_or_path, root=WEIGHTS_DIR) -> ModelBundle:
     raise BundleError(f"No model bundle {name_or_path!r}; shipped: {', '.join(b.name for b in list_bundles(root))}")
 
 
-_cache: dict[Path, Classifier] = {}
-_cache_lock = threading.Lock()
+_cache: dict[Path, Classifier | EnsembleClassifier] = {}
+_cache_lock = threading.RLock()  # an ensemble loads its members through the same cache
 
 
-def load_classifier(name_or_path=None, root=WEIGHTS_DIR) -> Classifier:
+def load_classifier(name_or_path=None, root=WEIGHTS_DIR) -> Classifier | EnsembleClassifier:
     """A shared Classifier for a bundle (default: the one for this device), loaded once per process."""
     bundle = default_bundle(root) if name_or_path is None else find_bundle(name_or_path, root)
     key = bundle.path.resolve()
     with _cache_lock:
         if key not in _cache:
-            _cache[key] = Classifier(bundle)
+            _cache[key] = EnsembleClassifier(bundle) if bundle.is_ensemble else Classifier(bundle)
         return _cache[key]

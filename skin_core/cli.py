@@ -69,6 +69,34 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _ensemble(args) -> int:
+    from .ensemble import make_ensemble
+
+    bundle = make_ensemble(args.members, args.out, args.data, args.split_file)
+    print(f"wrote {bundle.path} (members {', '.join(bundle.card['members'])}, T={bundle.temperature:.3f}); "
+          f"next: evaluate --shifts, referral, external, heatmaps as for any bundle")
+    return 0
+
+
+def _compare(args) -> int:
+    import json
+    from pathlib import Path
+
+    from .bundle import ModelBundle
+    from .evaluation import compare_on_validation
+
+    result = compare_on_validation([ModelBundle.open(b) for b in args.bundles], args.data, args.split_file)
+    print("| candidate | val BA clean | val BA shifted (mean) | worst shift | val macro AUC | val mel AUC "
+          "| referral spec. (sens >= 0.95 under every shift) |\n|---|---|---|---|---|---|---|")
+    for r in result["candidates"]:
+        print(f"| {r['candidate']} | {r['balanced_accuracy_clean']:.3f} | {r['balanced_accuracy_shifted_mean']:.3f} "
+              f"| {r['worst_shift']} {r['balanced_accuracy_worst']:.3f} | {r['macro_auc_clean']:.3f} "
+              f"| {r['melanoma_auc_clean']:.3f} | {r['referral_specificity_clean']:.3f} |")
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 def _number(value) -> str:
     return "-" if value is None else f"{value:.4f}"
 
@@ -214,7 +242,8 @@ def _bench(args) -> int:
         from .loadtest import run_load
 
         out = Path(args.out or BENCH_DIR)
-        result = run_load(args.load, out, timeout_s=args.load_timeout, photo_folder=args.photos)
+        result = run_load(args.load, out, timeout_s=args.load_timeout, photo_folder=args.photos,
+                          reduced_motion=args.reduced_motion)
         print((out / "load.md").read_text())
         for error in result["errors"]:
             print(f"session failed: {error}", file=sys.stderr)
@@ -310,6 +339,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also score the split under the fixed shifts of skin_core/shifts.py (metrics_shift_<split>.json)")
     e.set_defaults(run=_evaluate)
 
+    c = sub.add_parser("compare", help="validation proxy table: bundles alone and averaged (ensemble), clean and shifted")
+    c.add_argument("bundles", nargs="+")
+    c.add_argument("--data", required=True, help="HAM10000 folder")
+    c.add_argument("--split-file", default=str(SPLIT_FILE))
+    c.add_argument("--out", help="also write the table as JSON here")
+    c.set_defaults(run=_compare)
+
+    n = sub.add_parser("ensemble", help="serve several bundles as one: the mean of their calibrated probabilities")
+    n.add_argument("members", nargs="+", help="bundle folders beside --out")
+    n.add_argument("--out", required=True, help="the ensemble bundle folder to write (e.g. weights/NAME)")
+    n.add_argument("--data", required=True, help="HAM10000 folder: the ensemble's temperature is fitted on val")
+    n.add_argument("--split-file", default=str(SPLIT_FILE))
+    n.set_defaults(run=_ensemble)
+
     f = sub.add_parser("referral", help="choose the melanoma referral threshold on validation and store it in the card")
     f.add_argument("bundle")
     f.add_argument("--data", required=True, help="HAM10000 folder")
@@ -364,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead: N concurrent browser sessions (Playwright + chromium) against `streamlit run app.py`, "
                         "each uploading a photo and pressing Analyse; writes results.json ('load') and load.md")
     b.add_argument("--load-timeout", type=float, default=600, help="seconds a load-test session may take")
+    b.add_argument("--reduced-motion", action="store_true",
+                   help="with --load: the pages ask for reduced motion (no spinner animations drawn on the shared "
+                        "cores; in a clinic the browsers run on the doctors' own computers)")
     b.add_argument("--photos", help="with --load: a folder of real dermoscopy JPEGs to upload (e.g. ../shared/data/ham10000/images)")
     b.add_argument("--profile", action="store_true",
                    help="instead: profile one analysed app session (AppTest, after a warm-up) and print its CPU costs")

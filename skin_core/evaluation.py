@@ -373,3 +373,44 @@ def measure_tta(bundle, data_dir, split: str = "val", split_file=None) -> dict:
     }
     write_json(bundle.path / f"tta_{split}.json", result)
     return result
+
+
+def compare_on_validation(bundles: list, data_dir, split_file=None) -> dict:
+    """Proxy table for model choices: each bundle alone and the mean of their calibrated probabilities (an
+    ensemble), on the validation split clean and under every shift, metadata unknown.
+
+    Per candidate: balanced accuracy clean, mean and worst over the shifts, macro AUC clean, and melanoma
+    specificity on clean val at the p(mel) threshold that keeps sensitivity >= TARGET_SENSITIVITY under every
+    shift (the referral rule's way of choosing, here on the same data it is read on: for ranking candidates,
+    not for reporting). Validation only: test and external sets stay untouched by this choice."""
+    from . import data
+    from .shifts import SHIFTS
+
+    rows = _split_rows(data_dir, "val", split_file)
+    y, photos = data.labels(rows), decoded_images(rows["path"])
+    unknown = _unknown_metadata(len(y))
+    members = {}
+    for bundle in bundles:
+        model = bundle.load_model()
+        members[bundle.name] = [calibrated_probabilities(model, bundle, prepared(bundle, photos, shift), unknown)
+                                for shift in SHIFTS]
+    candidates = dict(members)
+    if len(bundles) > 1:
+        candidates["mean of " + " + ".join(members)] = [np.mean(ps, axis=0) for ps in zip(*members.values())]
+    mel = CLASSES.index("mel")
+    table = []
+    for name, per_shift in candidates.items():
+        accuracy = [float(skm.balanced_accuracy_score(y, p.argmax(1))) for p in per_shift]
+        threshold = min(threshold_for_sensitivity(p[:, mel], y == mel, TARGET_SENSITIVITY) for p in per_shift)
+        worst = int(np.argmin(accuracy[1:])) + 1
+        table.append({
+            "candidate": name, "balanced_accuracy_clean": accuracy[0],
+            "balanced_accuracy_shifted_mean": float(np.mean(accuracy[1:])),
+            "balanced_accuracy_worst": accuracy[worst], "worst_shift": SHIFTS[worst].name,
+            "macro_auc_clean": float(_macro_auc(y, per_shift[0])),
+            "melanoma_auc_clean": float(skm.roc_auc_score(y == mel, per_shift[0][:, mel])),
+            "referral_threshold": float(threshold),
+            "referral_specificity_clean": sensitivity_specificity(per_shift[0][:, mel], y == mel, threshold)["specificity"],
+            "per_shift": dict(zip((s.name for s in SHIFTS), accuracy)),
+        })
+    return {"split": "val", "metadata": "unknown", "target_sensitivity": TARGET_SENSITIVITY, "candidates": table}

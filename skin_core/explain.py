@@ -218,6 +218,23 @@ class ScoreCam(_Cam):
         return _normalise(tf.reduce_sum(maps[0] * weights, axis=-1))
 
 
+class MeanExplainer:
+    """An ensemble's heat-map: its members' maps of one method for the same class (the ensemble's top class
+    unless one is named), averaged and scaled to 0..1."""
+
+    def __init__(self, explainers: list, ensemble):
+        self.explainers, self.ensemble = explainers, ensemble
+
+    @property
+    def grid(self) -> str:
+        return self.explainers[0].grid
+
+    def __call__(self, image: np.ndarray, patient: Patient | None = None, class_name: str | None = None) -> np.ndarray:
+        class_name = class_name or self.ensemble.predict(image, patient).top
+        mean = np.mean([explain(image, patient, class_name) for explain in self.explainers], axis=0)
+        return (mean - mean.min()) / (np.ptp(mean) or 1.0)
+
+
 def build_explainer(classifier, method: str) -> _Cam:
     """The callable for one of METHODS on one loaded classifier (``Classifier.explainer`` caches it)."""
     model, features = classifier.model, classifier.bundle.card["layers"].get("gradcam", "features")

@@ -16,7 +16,34 @@ SIGNATURE = "serving_default"
 CARD_FILE = Path("assets.extra") / "card.json"  # TF Serving ignores assets.extra; a server reads the classes here
 
 
-def serving_function(model, card: dict):
+def _network(bundle):
+    """(image, metadata) -> [probabilities before the bundle's temperature, soft-attention map].
+
+    An ensemble: the mean of its members' calibrated probabilities (``layers.CalibratedMean``) and the mean
+    of their maps (each a sum of per-head spatial softmaxes, so on one scale where the grids agree)."""
+    import keras
+
+    from .layers import CalibratedMean
+
+    def with_map(member, name="network"):
+        model = member.load_model()
+        return keras.Model(model.inputs, [model.outputs[0], model.get_layer(member.card["layers"]["attention"]).output[1]],
+                           name=name)
+
+    if not bundle.is_ensemble:
+        return with_map(bundle)
+    members = [with_map(m, f"member_{i}") for i, m in enumerate(bundle.members)]
+    if len({tuple(m.outputs[1].shape[1:]) for m in members}) > 1:
+        raise BundleError(f"{bundle.path}: its members' attention grids differ; export each member instead")
+    image = keras.Input(members[0].inputs[0].shape[1:], name="image")
+    metadata = keras.Input(members[0].inputs[1].shape[1:], name="metadata")
+    outputs = [m([image, metadata]) for m in members]
+    probabilities = CalibratedMean([m.temperature for m in bundle.members], name="probabilities")([p for p, _ in outputs])
+    attention = keras.layers.Average(name="attention")([a for _, a in outputs])
+    return keras.Model([image, metadata], [probabilities, attention], name="ensemble")
+
+
+def serving_function(bundle):
     """(image, metadata) -> {"probabilities", "attention_map"}, as the Classifier computes them.
 
     image: float32 (n, S, S, 3), RGB 0..255 already resized to the card's input size (the caller
@@ -25,12 +52,11 @@ def serving_function(model, card: dict):
     softmax(log(clip(p, 1e-12, 1)) / T). attention_map: the soft-attention layer's map (n, h, w),
     unscaled (the app scales each map to 0..1 before drawing it).
     """
-    import keras
     import tensorflow as tf
 
-    net = keras.Model(model.inputs, [model.outputs[0], model.get_layer(card["layers"]["attention"]).output[1]])
-    temperature = float(card.get("temperature", 1.0))
-    size, features = model.inputs[0].shape[1], model.inputs[1].shape[1]
+    net = _network(bundle)
+    temperature = bundle.temperature
+    size, features = net.inputs[0].shape[1], net.inputs[1].shape[1]
 
     def serve(image, metadata):
         probabilities, attention = net([image, metadata], training=False)
@@ -50,7 +76,7 @@ def export_savedmodel(bundle, out_dir, version: int = 1) -> Path:
     target = Path(out_dir) / str(version)
     if target.exists():
         raise BundleError(f"{target} already exists; pass another --version (TF Serving serves the highest)")
-    net, serve, signature = serving_function(bundle.load_model(), bundle.card)
+    net, serve, signature = serving_function(bundle)
     archive = keras.export.ExportArchive()
     archive.track(net)
     archive.add_endpoint(SIGNATURE, serve, input_signature=signature)

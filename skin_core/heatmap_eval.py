@@ -91,8 +91,7 @@ def measure(classifier, table, data_dir, explainers: dict, progress: bool = True
         if progress and (i + 1) % 25 == 0:
             print(f"{i + 1}/{len(table)} images", flush=True)
 
-    attention_grid = classifier.model.get_layer(classifier.bundle.card["layers"]["attention"]).output[1].shape[1:3]
-    grids = {SOFT_ATTENTION: "x".join(str(int(s)) for s in attention_grid), **{n: e.grid for n, e in explainers.items()}}
+    grids = {SOFT_ATTENTION: classifier.attention_grid, **{n: e.grid for n, e in explainers.items()}}
     result = {}
     for name in names:
         sigma = float(np.sqrt(np.nanmean(moments[name]) / 2))  # isotropic 2-D Gaussian: E[r^2] = 2 sigma^2

@@ -154,3 +154,28 @@ class AttentionResidual(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "alpha_init": self.alpha_init}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class CalibratedMean(keras.layers.Layer):
+    """The mean of several softmax outputs, each first softened by its own temperature.
+
+    An ensemble's members are calibrated apart (each bundle's temperature, fitted on validation), so their
+    probabilities are averaged as each member would serve them: softmax(log(clip(p, 1e-12, 1)) / T_i), the
+    maths of ``evaluation.apply_temperature``.
+    """
+
+    def __init__(self, temperatures, **kwargs):
+        super().__init__(**kwargs)
+        self.temperatures = [float(t) for t in temperatures]
+
+    def call(self, probabilities):
+        calibrated = [ops.softmax(ops.log(ops.clip(p, 1e-12, 1.0)) / t, axis=-1)
+                      for p, t in zip(probabilities, self.temperatures)]
+        return ops.mean(ops.stack(calibrated, axis=0), axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0])
+
+    def get_config(self):
+        return {**super().get_config(), "temperatures": self.temperatures}

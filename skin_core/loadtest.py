@@ -268,18 +268,23 @@ def load_markdown(load: dict) -> str:
              "process; browser: Chromium and Playwright's driver), over the whole sessions (page load to result); "
              "figures in brackets count only from the uploads on. The server was warmed by one session first. The "
              "drawn photos may be called 'not a dermoscopy photo' (column 'flagged'): the server computes the same "
-             "output, which the page tucks into an expander that the session opens (a click in the browser alone).",
+             "output, which the page tucks into an expander that the session opens (a click in the browser alone). "
+             "Column 'browsers': 'animated' is the plain run; 'reduced motion' (`--reduced-motion`) has every page ask "
+             "for reduced motion, so that ten software-rendered pages do not spend the shared cores drawing "
+             "Streamlit's spinner and running-man animations, work that in a clinic falls on the doctors' own "
+             "computers, not on the server.",
              "",
              "| sessions | answered | median upload -> result (s) | max (s) | server CPU s per photo "
-             "| server CPU s (upload -> result) | browser CPU s (upload -> result) | flagged | load avg. before | bundle "
-             "| heat-map | photos | measured |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| server CPU s (upload -> result) | browser CPU s (upload -> result) | browsers | flagged | load avg. before "
+             "| bundle | heat-map | photos | measured |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in load["runs"]:
         lines.append(
             f"| {r['sessions']} | {r['answered']} | {_number(r['median_s'], '.1f')} | {_number(r['max_s'], '.1f')} "
             f"| {_number(r['server_cpu_s_per_photo'], '.2f')} | {r['server_cpu_s']:.1f} "
             f"({_number(r.get('server_upload_to_result_cpu_s'), '.1f')}) | {r['browser_cpu_s']:.1f} "
-            f"({_number(r.get('browser_upload_to_result_cpu_s'), '.1f')}) | {r.get('flagged_not_dermoscopy', '-')} "
+            f"({_number(r.get('browser_upload_to_result_cpu_s'), '.1f')}) | {r.get('browsers', 'animated')} "
+            f"| {r.get('flagged_not_dermoscopy', '-')} "
             f"| {_number(r.get('load_average_before'), '.1f')} | `{r.get('bundle', '?')}` | {r.get('heatmap_method', '?')} "
             f"| {r.get('photos', 'drawn photos')} | {r.get('measured', '')} |")
     return "\n".join(lines) + "\n"
@@ -327,7 +332,7 @@ def heatmap_caption() -> re.Pattern:
 
 
 async def _one_session(browser, url: str, photo: Path, timeout_s: float, ready: list, start,
-                       outcome: dict | None = None) -> float:
+                       outcome: dict | None = None, reduced_motion: bool = False) -> float:
     """Open the page, say so in ``ready``, wait for ``start``, upload, press Analyse, wait for the result;
     returns the upload -> result seconds, until the heat-map's caption shows (for a photo called 'not a
     dermoscopy photo' the output comes tucked in an expander, which is opened: a click in the browser alone).
@@ -335,7 +340,8 @@ async def _one_session(browser, url: str, photo: Path, timeout_s: float, ready: 
     outcome = {} if outcome is None else outcome
     from playwright.async_api import expect
 
-    context = await browser.new_context(viewport={"width": 1200, "height": 1400})
+    context = await browser.new_context(viewport={"width": 1200, "height": 1400},
+                                        reduced_motion="reduce" if reduced_motion else "no-preference")
     context.set_default_timeout(timeout_s * 1000)
     try:
         page = await context.new_page()
@@ -376,7 +382,8 @@ class _CpuClock:
                 "driver": cpu_seconds(stats[self.me], children=False)}
 
 
-async def _drive(url: str, photos: list[Path], timeout_s: float, server_pid: int, executable: str | None) -> dict:
+async def _drive(url: str, photos: list[Path], timeout_s: float, server_pid: int, executable: str | None,
+                 reduced_motion: bool = False) -> dict:
     import asyncio
 
     from playwright.async_api import async_playwright
@@ -387,11 +394,12 @@ async def _drive(url: str, photos: list[Path], timeout_s: float, server_pid: int
         try:
             go = asyncio.Event()
             go.set()
-            await _one_session(browser, url, photos[0], timeout_s, [], go)  # warm-up: imports, caches, tracing
+            await _one_session(browser, url, photos[0], timeout_s, [], go, reduced_motion=reduced_motion)  # warm-up: imports, caches, tracing
             ready, start = [], asyncio.Event()
             begin = clock.read()
             details = [{} for _ in photos[1:]]
-            tasks = [asyncio.ensure_future(_one_session(browser, url, photo, timeout_s, ready, start, detail))
+            tasks = [asyncio.ensure_future(_one_session(browser, url, photo, timeout_s, ready, start, detail,
+                                                        reduced_motion))
                      for photo, detail in zip(photos[1:], details)]
             deadline = time.perf_counter() + timeout_s
             while len(ready) < len(tasks) and not any(t.done() for t in tasks) and time.perf_counter() < deadline:
@@ -411,12 +419,15 @@ async def _drive(url: str, photos: list[Path], timeout_s: float, server_pid: int
 
 
 def run_load(sessions: int = 10, out_dir=BENCH_DIR, timeout_s: float = 600, chromium: str | None = None,
-             write: bool = True, photo_folder=None) -> dict:
+             write: bool = True, photo_folder=None, reduced_motion: bool = False) -> dict:
     """Start the app, warm it with one browser session, then ``sessions`` at once; write the result into
     ``out_dir``/results.json (key ``load``, one run per session count) and ``out_dir``/load.md.
 
     ``photo_folder``: real dermoscopy photos to upload (the first ``sessions`` + 1 JPEGs by name, e.g. a
-    HAM10000 images folder); without it, drawn photos, which the not-a-dermoscopy check may flag."""
+    HAM10000 images folder); without it, drawn photos, which the not-a-dermoscopy check may flag.
+    ``reduced_motion``: the pages ask for reduced motion (prefers-reduced-motion), so that ten software-rendered
+    pages do not spend the shared cores on Streamlit's spinner and running-man animations, which in a clinic run
+    on the doctors' own computers (runs are kept apart by this)."""
     import asyncio
     import json
     import shutil
@@ -441,14 +452,15 @@ def run_load(sessions: int = 10, out_dir=BENCH_DIR, timeout_s: float = 600, chro
             photos[-1].write_bytes(sources[i].read_bytes() if sources else lesion_photo(i))
         server, url = start_server(tmp / "streamlit.log")
         try:
-            result = asyncio.run(_drive(url, photos, timeout_s, server.pid, executable))
+            result = asyncio.run(_drive(url, photos, timeout_s, server.pid, executable, reduced_motion))
         finally:
             server.terminate()
             try:
                 server.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 server.kill()
-    result.update(photos="real photos" if photo_folder else "drawn photos", bundle=bundle.name, heatmap_method=bundle.card.get("heatmap", {}).get("default", "Grad-CAM"),
+    result.update(browsers="reduced motion" if reduced_motion else "animated",
+                  photos="real photos" if photo_folder else "drawn photos", bundle=bundle.name, heatmap_method=bundle.card.get("heatmap", {}).get("default", "Grad-CAM"),
                   measured=date.today().isoformat(), load_average_before=load_before)
     if write:
         out_dir = Path(out_dir)
@@ -456,8 +468,10 @@ def run_load(sessions: int = 10, out_dir=BENCH_DIR, timeout_s: float = 600, chro
         path = out_dir / "results.json"
         results = json.loads(path.read_text()) if path.is_file() else {}
         load = results.get("load", {})
-        runs = [r for r in load.get("runs", []) if r["sessions"] != sessions] + [result]
-        load = {**load, "machine": machine(), "runs": sorted(runs, key=lambda r: r["sessions"])}
+        same = (sessions, result["browsers"])
+        runs = [r for r in load.get("runs", []) if (r["sessions"], r.get("browsers", "animated")) != same]
+        load = {**load, "machine": machine(),
+                "runs": sorted(runs + [result], key=lambda r: (r["sessions"], r.get("browsers", "animated")))}
         results["load"] = load
         write_json(path, results)
         (out_dir / "load.md").write_text(load_markdown(load))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from .layers import AttentionResidual, Preprocess, ShadesOfGray, SoftAttention
+from .layers import AttentionResidual, CalibratedMean, Preprocess, ShadesOfGray, SoftAttention
 from .patient import META_DIM
 from .registry import Architecture, get_architecture
 from .vocab import CLASSES
@@ -110,3 +110,13 @@ def _arl_branch(spec: Architecture, x):
             x = layers.Activation("relu", name="features" if last else f"{name}_out")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     return layers.Dropout(0.5, name="gap_dropout")(x)
+
+
+def ensemble_network(models: list, temperatures: list[float]) -> keras.Model:
+    """One network for several trained ones that read the same (image, metadata): the mean of their
+    probabilities, each calibrated by its own temperature. Used to evaluate and export an ensemble bundle as
+    any other; the app's EnsembleClassifier runs the members itself (it also needs their maps)."""
+    image = keras.Input(models[0].inputs[0].shape[1:], name="image")
+    metadata = keras.Input(models[0].inputs[1].shape[1:], name="metadata")
+    outputs = [keras.Model(m.inputs, m.outputs[0], name=f"member_{i}")([image, metadata]) for i, m in enumerate(models)]
+    return keras.Model([image, metadata], CalibratedMean(temperatures, name="probabilities")(outputs), name="ensemble")

@@ -22,6 +22,7 @@ import numpy as np
 from . import data
 from .bundle import ModelBundle, write_json
 from .classifier import Classifier
+from .errors import BundleError
 from .images import resize_for_model
 from .ood import (FEATURES_FILE, IMAGE_CHECKS, REASONS, FeatureModel, LesionCheck, candidate_feature_layers, detail,
                   energy, fit, is_derived, is_tuning_image, non_dermoscopy_images, skin_fraction)
@@ -78,6 +79,8 @@ def choose_feature_percentile(check_at, val_scores: dict, budget: float = VAL_BU
 def fit_lesion_check(bundle: ModelBundle, data_dir, split_file=None, budget: float = VAL_BUDGET,
                      image_percentiles=IMAGE_PERCENTILES, progress=print) -> dict:
     """Fit the check to ``bundle``; write ``ood_features.npz``, ``ood_report.json`` and the card's ``ood``."""
+    if bundle.is_ensemble:
+        raise BundleError(f"{bundle.path} is an ensemble: it runs its first member's check; fit that member instead")
     split_file = split_file or data.SPLIT_FILE
     model = bundle.load_model()
     candidates = candidate_feature_layers(model, bundle.card["layers"].get("gradcam", "features"))

@@ -19,6 +19,9 @@ def _read(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+FIRST_MEMBERS_CHECK = " (its first member's check)"
+
+
 def _pct(value) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
@@ -33,7 +36,7 @@ def models_table(root=WEIGHTS_DIR) -> str:
         none, meta = test.get("without_metadata", {}), test.get("with_metadata", {})
         lines.append(
             f"| `{bundle.name}` | {bundle.architecture} | {bundle.input_size}px | {bundle.card['parameters'] / 1e6:.1f} M "
-            f"| {bundle.model_file.stat().st_size / 1e6:.1f} MB "
+            f"| {bundle.size_mb:.1f} MB "
             f"| {_fmt(none.get('balanced_accuracy'))} / {_fmt(meta.get('balanced_accuracy'))} "
             f"| {_fmt(none.get('macro_f1'))} | {_fmt(none.get('macro_auc'))} "
             f"| {_fmt(none.get('per_class', {}).get('mel', {}).get('recall'))} "
@@ -45,9 +48,10 @@ def models_table(root=WEIGHTS_DIR) -> str:
               "| bundle | warnings on non-lesion images | false warnings on val lesions | on test lesions "
               "| val bal. acc. with metadata, plain -> TTA | ms/image plain -> TTA (batched) |", "|---|---|---|---|---|---|"]
     for bundle in list_bundles(root):
-        ood, tta = _read(bundle.path / "ood_report.json"), _read(bundle.path / "tta_val.json")
+        checked = bundle.members[0] if bundle.is_ensemble else bundle  # an ensemble runs its first member's check
+        ood, tta = _read(checked.path / "ood_report.json"), _read(bundle.path / "tta_val.json")
         lines.append(
-            f"| `{bundle.name}` | {_pct(ood.get('warning_rate_non_lesions'))} of {ood.get('non_lesion_images', 'n/a')} "
+            f"| `{bundle.name}`{FIRST_MEMBERS_CHECK if bundle.is_ensemble else ''} | {_pct(ood.get('warning_rate_non_lesions'))} of {ood.get('non_lesion_images', 'n/a')} "
             f"| {_pct(ood.get('false_warning_rate_val_lesions'))} | {_pct(ood.get('false_warning_rate_test_lesions'))} "
             f"| {_fmt(tta.get('balanced_accuracy'))} -> {_fmt(tta.get('balanced_accuracy_tta8'))} "
             f"| {_fmt(tta.get('ms_per_image'), 1)} -> {_fmt(tta.get('ms_per_image_tta8'), 1)} |")

@@ -37,6 +37,12 @@ def synthetic_data(tmp_path_factory):
     return root
 
 
+def single_network(classifier):
+    """The one network behind a served classifier, for tests that read a network's internals: an ensemble's
+    first member, which also runs the ensemble's not-a-dermoscopy check."""
+    return classifier.members[0] if hasattr(classifier, "members") else classifier
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -102,8 +102,8 @@ def test_metrics_page_renders_a_table_per_bundle(app):
 
 
 def test_metrics_page_shows_referral_shift_external_and_attention_tables(app, tmp_path, monkeypatch):
-    """A copy of the default bundle with the four optional files, in the formats their commands write."""
-    shipped = sc.default_bundle()
+    """A copy of a shipped single-network bundle with the four optional files, in the formats their commands write."""
+    shipped = next(b for b in sc.list_bundles() if not b.is_ensemble)
     copy = tmp_path / shipped.name
     shutil.copytree(shipped.path, copy, ignore=shutil.ignore_patterns("model.keras"))
     (copy / "model.keras").symlink_to(shipped.model_file)

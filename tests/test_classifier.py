@@ -15,7 +15,7 @@ import skin_core as sc
 from skin_core.classifier import default_bundle
 from skin_core.explain import METHODS as HEATMAP_METHODS
 
-BUNDLES = sc.list_bundles()
+BUNDLES = [b for b in sc.list_bundles() if not b.is_ensemble]  # ensembles: tests/test_ensemble.py
 
 
 def test_bundles_are_shipped():

@@ -14,7 +14,7 @@ from skin_core import explain
 from skin_core import heatmap_eval
 from skin_core.heatmap_eval import bootstrap_ci, centred_gaussian, second_moment, share_in_mask
 
-BUNDLES = [b.name for b in sc.list_bundles()]
+BUNDLES = [b.name for b in sc.list_bundles() if not b.is_ensemble]  # ensembles: tests/test_ensemble.py
 
 
 @pytest.fixture(scope="module", params=BUNDLES)

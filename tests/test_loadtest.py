@@ -61,11 +61,13 @@ def test_summary_maths_and_table():
     nothing = loadtest.summarise([None, None], 3.0, 1.0)
     assert nothing["answered"] == 0 and nothing["median_s"] is None and nothing["server_cpu_s_per_photo"] is None
     table = loadtest.load_markdown({"machine": {"cores": 2, "cpu": "AMD EPYC"}, "runs": [
-        {**summary, "flagged_not_dermoscopy": 1, "bundle": "b", "heatmap_method": "Grad-CAM", "measured": "2026-01-01"},
+        {**summary, "flagged_not_dermoscopy": 1, "bundle": "b", "heatmap_method": "Grad-CAM", "measured": "2026-01-01",
+         "browsers": "reduced motion"},
         nothing]})
     rows = [line for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()]
-    assert rows[0].startswith("| 4 | 3 | 4.0 | 9.0 | 0.50 | 1.5 (1.2) | 12.0 (8.0) | 1 | - | `b` | Grad-CAM | drawn photos |")
-    assert rows[1].startswith("| 2 | 0 | - | - | - | 3.0 (-) | 1.0 (-) | - |")
+    assert rows[0].startswith("| 4 | 3 | 4.0 | 9.0 | 0.50 | 1.5 (1.2) | 12.0 (8.0) | reduced motion | 1 | - | `b` | Grad-CAM "
+                           "| drawn photos |")
+    assert rows[1].startswith("| 2 | 0 | - | - | - | 3.0 (-) | 1.0 (-) | animated | - |")
     assert table.startswith("## Many doctors at once")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import HAM10000, ROOT
+from conftest import HAM10000, ROOT, single_network
 
 from skin_core import ood
 
@@ -85,7 +85,7 @@ def test_a_bundle_without_the_npz_keeps_only_the_image_checks(tmp_path):
 def test_a_copied_bundle_without_the_npz_still_serves(tmp_path):
     import skin_core as sc
 
-    source = sc.default_bundle()
+    source = single_network(sc.load_classifier()).bundle  # the bundle whose check the app runs
     if not (source.path / ood.FEATURES_FILE).is_file():
         pytest.fail(f"{source.name} has no {ood.FEATURES_FILE} (run fit-ood)")
     copy = tmp_path / source.name
@@ -170,8 +170,9 @@ def test_served_reasons_agree_with_the_batch_flags(classifier):
     names = ["skimage:chelsea", "skimage:astronaut", "plain:skin", "document:0", "noise:skin_coloured", "shapes:0"]
     size, side = classifier.input_size, classifier.bundle.detail_side
     batch = np.stack([resize_for_model(pictures[n], size, side).round().astype(np.uint8) for n in names])
-    _, logits, pooled = classifier.forward_with_features(batch, np.repeat(UNKNOWN_PATIENT.encode()[None], len(names), 0))
-    check = classifier.lesion_check
+    network = single_network(classifier)
+    _, logits, pooled = network.forward_with_features(batch, np.repeat(UNKNOWN_PATIENT.encode()[None], len(names), 0))
+    check = network.lesion_check
     flags = check.check_flags(check.scores(batch, logits, pooled))
     for i, name in enumerate(names):
         served = classifier.predict(pictures[name]).not_lesion_reasons
@@ -179,7 +180,7 @@ def test_served_reasons_agree_with_the_batch_flags(classifier):
 
 
 def test_the_card_and_report_describe_the_fitted_check(classifier):
-    bundle = classifier.bundle
+    bundle = single_network(classifier).bundle
     card = bundle.card["ood"]
     report = json.loads((bundle.path / "ood_report.json").read_text())
     assert card["max_feature_distance"] == report["thresholds"]["max_feature_distance"]

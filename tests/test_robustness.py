@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import HAM10000
+from conftest import HAM10000, single_network
 from PIL import Image, ImageFilter
 from synthetic import dermoscopy_like, lesion_image
 
@@ -25,11 +25,14 @@ from skin_core.vocab import CLASSES
 
 
 def ham_photos(n: int = 1) -> list[np.ndarray]:
-    """Real HAM10000 test images when the shared data is here, else drawn dermoscopy-like ones."""
+    """Real HAM10000 test images when the shared data is here, else drawn dermoscopy-like ones made the way our
+    HAM10000 copy was: drawn at 600 x 450 and reduced to 200 x 150 (drawn straight at 200 x 150 they keep
+    pixel-sharp edges and noise that no stored photo has, and sharpening then changes them as no photo changes)."""
     if HAM10000.is_dir():
         rows = data.split_table(data.read_ham10000(HAM10000), "test").sample(n, random_state=0)
         return [sc.load_image(path) for path in rows["path"]]
-    return [np.asarray(dermoscopy_like(seed, size=(200, 150))) for seed in range(n)]
+    return [np.asarray(dermoscopy_like(seed, size=(600, 450)).resize((200, 150), Image.Resampling.LANCZOS))
+            for seed in range(n)]
 
 
 def ham_photo() -> np.ndarray:
@@ -46,25 +49,39 @@ def test_match_detail_brings_sharp_photos_down_and_leaves_small_ones():
     assert match_detail(photo, None) is photo
 
 
+def sharpened_copy(photo: np.ndarray) -> np.ndarray:
+    """A sharper photo of the same lesion: 3x the pixels, unsharp-masked."""
+    height, width = photo.shape[:2]
+    sharp = Image.fromarray(photo).resize((3 * width, 3 * height), Image.Resampling.BICUBIC)
+    return np.asarray(sharp.filter(ImageFilter.UnsharpMask(radius=2, percent=100, threshold=2)))
+
+
 def test_upscaled_sharpened_copy_gets_nearly_the_same_probabilities():
-    """A sharper photo of the same lesion (3x the pixels, unsharp-masked) must not change the answer."""
+    """A sharper photo of the same lesion must not change the answer."""
     classifier = sc.load_classifier()
     assert classifier.bundle.detail_side, "the served bundle must record its training detail level"
     size, side = classifier.input_size, classifier.bundle.detail_side
-    matched, unmatched = [], []
+    changes = []
     for photo in ham_photos(8):
-        height, width = photo.shape[:2]
-        sharp = Image.fromarray(photo).resize((3 * width, 3 * height), Image.Resampling.BICUBIC)
-        sharp = np.asarray(sharp.filter(ImageFilter.UnsharpMask(radius=2, percent=100, threshold=2)))
-        original = classifier.predict(photo).probabilities
-        matched.append(np.abs(original - classifier.predict(sharp).probabilities).max())
-        # The same copy resized straight to the input, without detail matching, for comparison.
-        _, logits = classifier.forward(resize_for_model(sharp, size)[None], sc.Patient().encode()[None])
-        straight = apply_temperature(softmax(logits[0]), classifier.bundle.temperature)
-        unmatched.append(np.abs(original - straight).max())
+        sharp = sharpened_copy(photo)
         assert resize_for_model(sharp, size, side).shape == (size, size, 3)
-    assert np.median(matched) < 0.03, matched
-    assert np.mean(matched) < np.mean(unmatched), (matched, unmatched)
+        changes.append(np.abs(classifier.predict(photo).probabilities - classifier.predict(sharp).probabilities).max())
+    assert np.median(changes) < 0.03, changes
+
+
+@pytest.mark.skipif(not HAM10000.is_dir(), reason="needs real photos' fine texture: ../shared/data/ham10000 absent "
+                                                   "(drawn photos have none for sharpening to bring out)")
+def test_detail_matching_beats_resizing_a_sharp_copy_straight():
+    """Without detail matching the sharpened texture reaches the network and moves the answer further."""
+    classifier = single_network(sc.load_classifier())
+    size, temperature = classifier.input_size, classifier.bundle.temperature
+    matched, straight = [], []
+    for photo in ham_photos(8):
+        sharp, original = sharpened_copy(photo), classifier.predict(photo).probabilities
+        matched.append(np.abs(original - classifier.predict(sharp).probabilities).max())
+        _, logits = classifier.forward(resize_for_model(sharp, size)[None], sc.Patient().encode()[None])
+        straight.append(np.abs(original - apply_temperature(softmax(logits[0]), temperature)).max())
+    assert np.mean(matched) < np.mean(straight), (matched, straight)
 
 
 # Colour constancy ------------------------------------------------------------------------------

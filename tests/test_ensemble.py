@@ -1,0 +1,110 @@
+"""An ensemble bundle is served, evaluated and exported as one model: the mean of its members' calibrated
+probabilities under the ensemble's own temperature; its maps are its members' means."""
+
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from synthetic import lesion_image
+from test_export import SERVE
+
+import skin_core as sc
+from skin_core.bundle import ModelBundle
+from skin_core.cli import main
+from skin_core.ensemble import make_ensemble
+from skin_core.evaluation import apply_temperature, calibrated_probabilities
+from skin_core.images import resize_for_model
+
+ENSEMBLE = "mobilenetv2-192-ensemble"
+
+
+@pytest.fixture(scope="module")
+def ensemble():
+    return sc.load_classifier(ENSEMBLE)
+
+
+def photo(class_index: int = 4, seed: int = 0) -> np.ndarray:
+    return np.asarray(lesion_image(class_index, np.random.default_rng(seed), size=(600, 450)))
+
+
+def test_served_probabilities_are_the_members_calibrated_mean(ensemble):
+    assert isinstance(ensemble, sc.EnsembleClassifier) and len(ensemble.members) >= 2
+    image, patient = photo(), sc.Patient.from_fields(63, "male", "back")
+    prediction = ensemble.predict(image, patient)
+    members = [member.predict(image, patient) for member in ensemble.members]
+    expected = apply_temperature(np.mean([m.probabilities for m in members], axis=0), ensemble.bundle.temperature)
+    np.testing.assert_allclose(prediction.probabilities, expected, atol=1e-6)
+    assert prediction.not_lesion_reasons == members[0].not_lesion_reasons, "the first member's check"
+    assert prediction.attention_map.min() == 0 and prediction.attention_map.max() == pytest.approx(1)
+    assert prediction.model_name == ENSEMBLE and prediction.referral == ensemble.referral
+    # Evaluation, referral and external scores read the ensemble through one network: the same numbers.
+    x, meta = ensemble.model_inputs(image, patient)
+    network = calibrated_probabilities(ensemble.bundle.load_model(), ensemble.bundle, x.astype(np.float32), meta)
+    np.testing.assert_allclose(network[0], prediction.probabilities, atol=1e-5)
+
+
+def test_members_are_shared_with_the_app_cache(ensemble):
+    assert ensemble.members[0] is sc.load_classifier(ensemble.bundle.members[0].path)
+
+
+def test_heatmap_is_the_members_mean_for_the_ensembles_class(ensemble):
+    image = photo(1, seed=2)
+    heatmap = ensemble.explainer("Grad-CAM")(image, None, "mel")
+    mean = np.mean([m.explainer("Grad-CAM")(image, None, "mel") for m in ensemble.members], axis=0)
+    assert heatmap.shape == image.shape[:2]
+    np.testing.assert_allclose(heatmap, (mean - mean.min()) / np.ptp(mean), atol=1e-6)
+    top = ensemble.predict(image).top
+    np.testing.assert_allclose(ensemble.explainer("Grad-CAM")(image), ensemble.explainer("Grad-CAM")(image, None, top))
+    assert ensemble.explainer("Grad-CAM").grid == ensemble.members[0].explainer("Grad-CAM").grid == "6x6"
+
+
+def _card_only_bundle(root, name, **card):
+    folder = root / name
+    folder.mkdir()
+    (folder / "model.keras").write_bytes(b"")
+    (folder / "card.json").write_text(json.dumps({"architecture": "MobileNetV2", "classes": list(sc.CLASSES),
+                                                  "input_size": 192, "detail_side": 150, **card}))
+    return folder
+
+
+def test_an_ensemble_whose_member_is_gone_is_refused(tmp_path):
+    folder = tmp_path / "ens"
+    folder.mkdir()
+    (folder / "card.json").write_text(json.dumps({"architecture": "Ensemble", "classes": list(sc.CLASSES),
+                                                  "input_size": 192, "members": ["gone"]}))
+    with pytest.raises(sc.BundleError, match="member"):
+        ModelBundle.open(folder)
+
+
+def test_make_ensemble_refuses_members_it_cannot_feed_as_one(tmp_path):
+    a = _card_only_bundle(tmp_path, "a")
+    b = _card_only_bundle(tmp_path, "b", input_size=160)
+    (tmp_path / "elsewhere").mkdir()
+    c = _card_only_bundle(tmp_path / "elsewhere", "c")
+    with pytest.raises(sc.BundleError, match="at least two"):
+        make_ensemble([a], tmp_path / "e", "unused")
+    with pytest.raises(sc.BundleError, match="input size"):
+        make_ensemble([a, b], tmp_path / "e", "unused")
+    with pytest.raises(sc.BundleError, match="beside"):
+        make_ensemble([a, c], tmp_path / "e", "unused")
+    assert not (tmp_path / "e").exists()
+
+
+def test_ensemble_export_serves_what_the_app_serves(ensemble, tmp_path):
+    bundle = ensemble.bundle
+    assert main(["export", str(bundle.path), "--out", str(tmp_path / "skin")]) == 0
+    images = np.stack([resize_for_model(photo(c, seed=c), bundle.input_size, bundle.detail_side)
+                       for c in (0, 4)]).astype(np.float32)
+    metadata = np.stack([sc.Patient.from_fields(54, "female", "back").encode(), sc.Patient().encode()]).astype(np.float32)
+    np.savez(tmp_path / "inputs.npz", image=images, metadata=metadata)
+    subprocess.run([sys.executable, "-c", SERVE, str(tmp_path / "skin" / "1"), str(tmp_path / "inputs.npz"),
+                    str(tmp_path / "out.npz")], cwd=tmp_path, check=True, timeout=900)
+    served = np.load(tmp_path / "out.npz")
+    np.testing.assert_allclose(served["probabilities"], calibrated_probabilities(bundle.load_model(), bundle, images, metadata),
+                               atol=1e-4)
+    maps = [keras.Model(m.model.inputs, m.model.get_layer(m.bundle.card["layers"]["attention"]).output[1])
+            .predict([images, metadata], verbose=0) for m in ensemble.members]
+    np.testing.assert_allclose(served["attention_map"], np.mean(maps, axis=0), atol=1e-4)
