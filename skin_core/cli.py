@@ -85,7 +85,7 @@ def _compare(args) -> int:
     from .bundle import ModelBundle
     from .evaluation import compare_on_validation
 
-    result = compare_on_validation([ModelBundle.open(b) for b in args.bundles], args.data, args.split_file)
+    result = compare_on_validation([ModelBundle.open(b) for b in args.bundles], args.data, args.split_file, args.tta)
     print("| candidate | val BA clean | val BA shifted (mean) | worst shift | val macro AUC | val mel AUC "
           "| referral spec. (sens >= 0.95 under every shift) |\n|---|---|---|---|---|---|---|")
     for r in result["candidates"]:
@@ -344,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--data", required=True, help="HAM10000 folder")
     c.add_argument("--split-file", default=str(SPLIT_FILE))
     c.add_argument("--out", help="also write the table as JSON here")
+    c.add_argument("--tta", action="store_true", help="each bundle averaged over the 8 flips and quarter turns")
     c.set_defaults(run=_compare)
 
     n = sub.add_parser("ensemble", help="serve several bundles as one: the mean of their calibrated probabilities")

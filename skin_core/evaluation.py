@@ -375,14 +375,15 @@ def measure_tta(bundle, data_dir, split: str = "val", split_file=None) -> dict:
     return result
 
 
-def compare_on_validation(bundles: list, data_dir, split_file=None) -> dict:
+def compare_on_validation(bundles: list, data_dir, split_file=None, tta: bool = False) -> dict:
     """Proxy table for model choices: each bundle alone and the mean of their calibrated probabilities (an
     ensemble), on the validation split clean and under every shift, metadata unknown.
 
     Per candidate: balanced accuracy clean, mean and worst over the shifts, macro AUC clean, and melanoma
     specificity on clean val at the p(mel) threshold that keeps sensitivity >= TARGET_SENSITIVITY under every
     shift (the referral rule's way of choosing, here on the same data it is read on: for ranking candidates,
-    not for reporting). Validation only: test and external sets stay untouched by this choice."""
+    not for reporting). Validation only: test and external sets stay untouched by this choice. ``tta``: each
+    bundle's probabilities are the mean over the 8 flips and quarter turns of every photo (``dihedral``)."""
     from . import data
     from .shifts import SHIFTS
 
@@ -392,11 +393,13 @@ def compare_on_validation(bundles: list, data_dir, split_file=None) -> dict:
     members = {}
     for bundle in bundles:
         model = bundle.load_model()
-        members[bundle.name] = [calibrated_probabilities(model, bundle, prepared(bundle, photos, shift), unknown)
-                                for shift in SHIFTS]
+        members[bundle.name + (" + TTA" if tta else "")] = [
+            np.mean([calibrated_probabilities(model, bundle, np.ascontiguousarray(view), unknown)
+                     for view in (dihedral(images) if tta else [images])], axis=0)
+            for images in (prepared(bundle, photos, shift) for shift in SHIFTS)]
     candidates = dict(members)
     if len(bundles) > 1:
-        candidates["mean of " + " + ".join(members)] = [np.mean(ps, axis=0) for ps in zip(*members.values())]
+        candidates["mean of " + ", ".join(members)] = [np.mean(ps, axis=0) for ps in zip(*members.values())]
     mel = CLASSES.index("mel")
     table = []
     for name, per_shift in candidates.items():
@@ -413,4 +416,5 @@ def compare_on_validation(bundles: list, data_dir, split_file=None) -> dict:
             "referral_specificity_clean": sensitivity_specificity(per_shift[0][:, mel], y == mel, threshold)["specificity"],
             "per_shift": dict(zip((s.name for s in SHIFTS), accuracy)),
         })
-    return {"split": "val", "metadata": "unknown", "target_sensitivity": TARGET_SENSITIVITY, "candidates": table}
+    return {"split": "val", "metadata": "unknown", "test_time_augmentation": tta,
+            "target_sensitivity": TARGET_SENSITIVITY, "candidates": table}

@@ -108,3 +108,45 @@ def test_ensemble_export_serves_what_the_app_serves(ensemble, tmp_path):
     maps = [keras.Model(m.model.inputs, m.model.get_layer(m.bundle.card["layers"]["attention"]).output[1])
             .predict([images, metadata], verbose=0) for m in ensemble.members]
     np.testing.assert_allclose(served["attention_map"], np.mean(maps, axis=0), atol=1e-4)
+
+
+def test_compare_scores_each_bundle_and_their_mean_under_every_shift(synthetic_data):
+    from skin_core import data
+    from skin_core.evaluation import _split_rows, compare_on_validation, decoded_images, prepared
+    from skin_core.shifts import SHIFTS
+
+    bundles = [b for b in sc.load_classifier(ENSEMBLE).bundle.members]
+    split_file = synthetic_data / "split.csv"
+    result = compare_on_validation(bundles, synthetic_data, split_file)
+    names = [r["candidate"] for r in result["candidates"]]
+    assert names == [b.name for b in bundles] + ["mean of " + ", ".join(b.name for b in bundles)]
+    rows = _split_rows(synthetic_data, "val", split_file)
+    y, photos = data.labels(rows), decoded_images(rows["path"])
+    unknown = np.repeat(sc.Patient().encode()[None], len(y), axis=0)
+    mean = np.mean([calibrated_probabilities(b.load_model(), b, prepared(b, photos), unknown) for b in bundles], axis=0)
+    recall = [(mean[y == c].argmax(1) == c).mean() for c in np.unique(y)]
+    ensemble_row = result["candidates"][-1]
+    assert ensemble_row["balanced_accuracy_clean"] == pytest.approx(np.mean(recall))
+    for row in result["candidates"]:
+        assert list(row["per_shift"]) == [s.name for s in SHIFTS]
+        assert row["per_shift"]["clean"] == row["balanced_accuracy_clean"]
+        assert row["balanced_accuracy_worst"] == min(list(row["per_shift"].values())[1:])
+        assert 0 <= row["referral_specificity_clean"] <= 1
+
+
+def test_compare_with_tta_averages_the_eight_flips_and_turns(synthetic_data):
+    from skin_core import data
+    from skin_core.evaluation import _split_rows, compare_on_validation, decoded_images, dihedral, prepared
+
+    bundle = sc.load_classifier(ENSEMBLE).bundle.members[0]
+    split_file = synthetic_data / "split.csv"
+    row, = compare_on_validation([bundle], synthetic_data, split_file, tta=True)["candidates"]
+    assert row["candidate"] == f"{bundle.name} + TTA"
+    rows = _split_rows(synthetic_data, "val", split_file)
+    y, images = data.labels(rows), prepared(bundle, decoded_images(rows["path"]))
+    unknown = np.repeat(sc.Patient().encode()[None], len(y), axis=0)
+    model = bundle.load_model()
+    mean = np.mean([calibrated_probabilities(model, bundle, np.ascontiguousarray(v), unknown) for v in dihedral(images)],
+                   axis=0)
+    assert row["balanced_accuracy_clean"] == pytest.approx(np.mean([(mean[y == c].argmax(1) == c).mean()
+                                                                     for c in np.unique(y)]))
