@@ -14,7 +14,7 @@ import numpy as np
 from .bundle import WEIGHTS_DIR, ModelBundle, list_bundles
 from .errors import BundleError
 from .evaluation import apply_temperature
-from .images import load_image, resize_for_model
+from .images import load_image, resize_for_model, unit_range
 from .ood import LesionCheck
 from .patient import UNKNOWN_PATIENT, Patient
 from .referral import ReferralRule
@@ -84,11 +84,6 @@ class Prediction:
         if self.normalised_entropy > MAX_NORMALISED_ENTROPY:
             reasons.append("the probability is spread over many diagnoses")
         return reasons
-
-
-def unit_range(heatmap: np.ndarray) -> np.ndarray:
-    """A map scaled to 0..1 (a flat map becomes zeros)."""
-    return (heatmap - heatmap.min()) / (np.ptp(heatmap) or 1.0)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .images import unit_range
 from .patient import UNKNOWN_PATIENT, Patient
 from .vocab import CLASSES
 
@@ -231,8 +232,7 @@ class MeanExplainer:
 
     def __call__(self, image: np.ndarray, patient: Patient | None = None, class_name: str | None = None) -> np.ndarray:
         class_name = class_name or self.ensemble.predict(image, patient).top
-        mean = np.mean([explain(image, patient, class_name) for explain in self.explainers], axis=0)
-        return (mean - mean.min()) / (np.ptp(mean) or 1.0)
+        return unit_range(np.mean([explain(image, patient, class_name) for explain in self.explainers], axis=0))
 
 
 def build_explainer(classifier, method: str) -> _Cam:

@@ -17,30 +17,21 @@ CARD_FILE = Path("assets.extra") / "card.json"  # TF Serving ignores assets.extr
 
 
 def _network(bundle):
-    """(image, metadata) -> [probabilities before the bundle's temperature, soft-attention map].
-
-    An ensemble: the mean of its members' calibrated probabilities (``layers.CalibratedMean``) and the mean
-    of their maps (each a sum of per-head spatial softmaxes, so on one scale where the grids agree)."""
+    """(image, metadata) -> [probabilities before the bundle's temperature, soft-attention map]; an ensemble's
+    are its members' means (``models.ensemble_network``)."""
     import keras
 
-    from .layers import CalibratedMean
-
-    def with_map(member, name="network"):
-        model = member.load_model()
-        return keras.Model(model.inputs, [model.outputs[0], model.get_layer(member.card["layers"]["attention"]).output[1]],
-                           name=name)
+    from .models import ensemble_network
 
     if not bundle.is_ensemble:
-        return with_map(bundle)
-    members = [with_map(m, f"member_{i}") for i, m in enumerate(bundle.members)]
-    if len({tuple(m.outputs[1].shape[1:]) for m in members}) > 1:
-        raise BundleError(f"{bundle.path}: its members' attention grids differ; export each member instead")
-    image = keras.Input(members[0].inputs[0].shape[1:], name="image")
-    metadata = keras.Input(members[0].inputs[1].shape[1:], name="metadata")
-    outputs = [m([image, metadata]) for m in members]
-    probabilities = CalibratedMean([m.temperature for m in bundle.members], name="probabilities")([p for p, _ in outputs])
-    attention = keras.layers.Average(name="attention")([a for _, a in outputs])
-    return keras.Model([image, metadata], [probabilities, attention], name="ensemble")
+        model = bundle.load_model()
+        return keras.Model(model.inputs, [model.outputs[0], model.get_layer(bundle.card["layers"]["attention"]).output[1]])
+    members = bundle.members
+    try:
+        return ensemble_network([m.load_model() for m in members], [m.temperature for m in members],
+                                [m.card["layers"]["attention"] for m in members])
+    except ValueError as error:
+        raise BundleError(f"{bundle.path}: {error}; export each member instead") from error
 
 
 def serving_function(bundle):

@@ -104,6 +104,11 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def unit_range(array: np.ndarray) -> np.ndarray:
+    """An array scaled to 0..1 (a flat one becomes zeros): heat-maps before drawing, pictures before encoding."""
+    return (array - array.min()) / (np.ptp(array) or 1.0)
+
+
 def match_detail(image: np.ndarray, detail_side: int | None) -> np.ndarray:
     """The photo brought down (antialiased) so its shorter side is ``detail_side`` pixels.
 

@@ -112,11 +112,25 @@ def _arl_branch(spec: Architecture, x):
     return layers.Dropout(0.5, name="gap_dropout")(x)
 
 
-def ensemble_network(models: list, temperatures: list[float]) -> keras.Model:
+def ensemble_network(models: list, temperatures: list[float], attention_layers: list[str] | None = None) -> keras.Model:
     """One network for several trained ones that read the same (image, metadata): the mean of their
     probabilities, each calibrated by its own temperature. Used to evaluate and export an ensemble bundle as
-    any other; the app's EnsembleClassifier runs the members itself (it also needs their maps)."""
+    any other; the app's EnsembleClassifier runs the members itself (it also needs their features).
+
+    ``attention_layers`` (each member's soft-attention layer): a second output, the mean of the members' maps
+    (each a sum of per-head spatial softmaxes, so on one scale where the grids agree)."""
     image = keras.Input(models[0].inputs[0].shape[1:], name="image")
     metadata = keras.Input(models[0].inputs[1].shape[1:], name="metadata")
-    outputs = [keras.Model(m.inputs, m.outputs[0], name=f"member_{i}")([image, metadata]) for i, m in enumerate(models)]
-    return keras.Model([image, metadata], CalibratedMean(temperatures, name="probabilities")(outputs), name="ensemble")
+    outputs = []
+    for i, model in enumerate(models):
+        heads = [model.outputs[0]]
+        if attention_layers:
+            heads.append(model.get_layer(attention_layers[i]).output[1])
+        outputs.append(keras.Model(model.inputs, heads, name=f"member_{i}")([image, metadata]))
+    mean = CalibratedMean(temperatures, name="probabilities")([member[0] for member in outputs])
+    if not attention_layers:
+        return keras.Model([image, metadata], mean, name="ensemble")
+    maps = [member[1] for member in outputs]
+    if len({tuple(m.shape[1:]) for m in maps}) > 1:
+        raise ValueError("the members' attention grids differ")
+    return keras.Model([image, metadata], [mean, layers.Average(name="attention")(maps)], name="ensemble")

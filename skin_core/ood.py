@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .images import MIN_SIDE  # smaller pictures are refused before any check (skin_core.images.load_image)
+from .images import MIN_SIDE, unit_range  # smaller pictures are refused before any check (skin_core.images.load_image)
 
 ANALYSIS_SIDE = 128
 FEATURES_FILE = "ood_features.npz"
@@ -316,8 +316,7 @@ def _as_rgb(array: np.ndarray) -> np.ndarray:
     if array.dtype == bool:
         array = array.astype(np.uint8) * 255
     if array.dtype != np.uint8:
-        array = array.astype(np.float64)
-        array = (255 * (array - array.min()) / (np.ptp(array) or 1)).astype(np.uint8)
+        array = (255 * unit_range(array.astype(np.float64))).astype(np.uint8)
     if array.ndim == 2:
         array = np.stack([array] * 3, axis=-1)
     return np.ascontiguousarray(array[..., :3])
