@@ -38,10 +38,10 @@ def default_bundle_name() -> str:
 
 
 def describe(bundle: sc.ModelBundle) -> str:
-    """The sidebar label: what the model is and how it did on the held-out test split."""
+    """The sidebar label, short enough for the sidebar: which model and how it did on the held-out test split
+    (the architecture is in the caption below it; two bundles may share one)."""
     test = (bundle.metrics("test") or {}).get("without_metadata", {})
-    score = f", test balanced accuracy {test['balanced_accuracy']:.2f}" if test else ""
-    return f"{bundle.architecture} ({bundle.input_size}px{score})"
+    return f"{bundle.name} (test BA {test['balanced_accuracy']:.2f})" if test else bundle.name
 
 
 def probability_chart(prediction: sc.Prediction) -> go.Figure:
@@ -111,8 +111,11 @@ def show_result(prediction: sc.Prediction, patient: sc.Patient, cams: dict, mode
                                on_click="ignore")
     st.caption("Red: regions that weighed most; blue: least. Heat-maps show what drove the model, not where "
                "the lesion is malignant.")
+    views = model.bundle.views
+    averaged = (f" Probabilities are the mean over the photo and {views - 1} flipped or turned copies of it; "
+                "the maps read the photo as uploaded." if views > 1 else "")
     st.caption(f"Model: {prediction.model_name} ({prediction.architecture}) on {prediction.device}; "
-               f"analysis took {prediction.seconds * 1000:.0f} ms.")
+               f"analysis took {prediction.seconds * 1000:.0f} ms.{averaged}")
 
 
 st.title("Skin lesion decision support")
@@ -133,7 +136,9 @@ with st.sidebar:
     choice = st.selectbox("Model", names, index=names.index(default_bundle_name()),
                           format_func=lambda n: describe(available[names.index(n)]))
     bundle = available[names.index(choice)]
-    st.caption(f"Default for this server: {default_bundle_name()} ({'GPU' if sc.gpu_available() else 'CPU'})")
+    st.caption(f"{bundle.architecture}, {bundle.input_size}px. BA: balanced accuracy, the mean recall over the "
+               f"seven diagnoses. Default for this server: {default_bundle_name()} "
+               f"({'GPU' if sc.gpu_available() else 'CPU'})")
     st.header("Heat-maps")
     default_method = classifier(str(bundle.path)).default_heatmap_method
     method = st.radio("Explanation method", sc.HEATMAP_METHODS, index=sc.HEATMAP_METHODS.index(default_method),

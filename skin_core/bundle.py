@@ -13,6 +13,7 @@ bundle folders beside it, and the app serves the mean of their calibrated probab
 from __future__ import annotations
 
 import json
+import logging
 import platform
 from dataclasses import dataclass
 from functools import cached_property
@@ -24,6 +25,7 @@ from .errors import BundleError
 from .vocab import CLASSES
 
 CARD_VERSION = 1
+log = logging.getLogger(__name__)
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
@@ -39,6 +41,14 @@ class ModelBundle:
         if not (path / "card.json").is_file():
             raise BundleError(f"{path} is not a model bundle: card.json is missing")
         bundle = cls(path)
+        try:
+            missing = [key for key in ("architecture", "input_size", "classes") if key not in bundle.card]
+        except ValueError as error:  # json.JSONDecodeError
+            raise BundleError(f"{path}: card.json is not valid JSON ({error})") from error
+        if missing:
+            raise BundleError(f"{path}: card.json lacks {', '.join(missing)}")
+        if bundle.card.get("test_time_augmentation_views", 1) not in range(1, 9):
+            raise BundleError(f"{path}: test_time_augmentation_views must be 1 to 8")
         if not bundle.is_ensemble and not bundle.model_file.is_file():
             raise BundleError(f"{path} is not a model bundle: model.keras is missing")
         if tuple(bundle.card.get("classes", ())) != CLASSES:
@@ -76,6 +86,12 @@ class ModelBundle:
         return float(self.card.get("temperature", 1.0))
 
     @property
+    def views(self) -> int:
+        """How many flips and turns of each photo its probabilities are averaged over (``images.dihedral``;
+        1: the photo alone). Maps and the not-a-dermoscopy check always read the photo as given."""
+        return int(self.card.get("test_time_augmentation_views", 1))
+
+    @property
     def is_ensemble(self) -> bool:
         return "members" in self.card
 
@@ -97,16 +113,24 @@ class ModelBundle:
         files = [m.model_file for m in self.members] if self.is_ensemble else [self.model_file]
         return sum(f.stat().st_size for f in files) / 1e6
 
-    def load_model(self):
-        """The bundle's Keras model, uncompiled (bundles carry no optimizer or loss); for an ensemble, one
-        network averaging its members' calibrated probabilities (``models.ensemble_network``)."""
+    def load_network(self):
+        """The trained network, uncompiled (bundles carry no optimizer or loss); for an ensemble, one network
+        averaging its members' calibrated probabilities (``models.ensemble_network``)."""
         import keras  # the package's __init__ has registered the custom layers
 
         if self.is_ensemble:
             from .models import ensemble_network
 
-            return ensemble_network([m.load_model() for m in self.members], [m.temperature for m in self.members])
+            return ensemble_network([m.load_network() for m in self.members], [m.temperature for m in self.members])
         return keras.saving.load_model(self.model_file, compile=False)
+
+    def load_model(self):
+        """What the bundle serves, as one Keras model (image, metadata) -> probabilities before its temperature:
+        the network, averaged over the card's test-time views (``models.view_mean``) when it has them."""
+        from .models import view_mean
+
+        network = self.load_network()
+        return view_mean(network, self.views) if self.views > 1 else network
 
     def history(self) -> pd.DataFrame | None:
         file = self.path / "history.csv"
@@ -124,11 +148,22 @@ class ModelBundle:
 
 
 def list_bundles(root=WEIGHTS_DIR) -> list[ModelBundle]:
-    """Every valid bundle under ``root`` (a folder of bundle folders), sorted by name."""
+    """Every valid bundle under ``root`` (a folder of bundle folders), sorted by name.
+
+    A folder that cannot be opened (half-copied, a missing member, an unreadable card) is logged and left
+    out, so one damaged bundle does not take the app down for every doctor."""
     root = Path(root)
     if not root.is_dir():
         return []
-    return [ModelBundle.open(p) for p in sorted(root.iterdir()) if (p / "card.json").is_file()]
+    bundles = []
+    for folder in sorted(root.iterdir()):
+        if not (folder / "card.json").is_file():
+            continue
+        try:
+            bundles.append(ModelBundle.open(folder))
+        except (BundleError, OSError) as error:
+            log.error("Model bundle %s left out: %s", folder, error)
+    return bundles
 
 
 def software_versions() -> dict:

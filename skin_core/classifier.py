@@ -14,7 +14,7 @@ import numpy as np
 from .bundle import WEIGHTS_DIR, ModelBundle, list_bundles
 from .errors import BundleError
 from .evaluation import apply_temperature
-from .images import load_image, resize_for_model, unit_range
+from .images import dihedral, load_image, resize_for_model, unit_range
 from .ood import LesionCheck
 from .patient import UNKNOWN_PATIENT, Patient
 from .referral import ReferralRule
@@ -87,8 +87,9 @@ class Prediction:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    exp = np.exp(logits - logits.max())
-    return exp / exp.sum()
+    """Row-wise softmax (the last axis)."""
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 def gpu_available() -> bool:
@@ -108,7 +109,7 @@ class Classifier:
 
         self.bundle = bundle
         try:
-            self.model = bundle.load_model()
+            self.model = bundle.load_network()
         except Exception as error:  # a bundle from other code or a damaged file
             raise BundleError(f"The model file {bundle.model_file} could not be loaded: {error}") from error
         size = self.model.inputs[0].shape[1]
@@ -161,6 +162,12 @@ class Classifier:
         """The batch of one (image, metadata) pair the network reads."""
         return resize_for_model(image, self.input_size, self.bundle.detail_side)[None], patient.encode()[None]
 
+    def views(self, x: np.ndarray, metadata: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One prepared photo's batch of test-time views (the card's count of ``images.dihedral``; the photo as
+        given first) and its metadata repeated: probabilities are their mean, maps read the first."""
+        views = np.concatenate(dihedral(x, self.bundle.views))
+        return views, np.repeat(metadata, len(views), axis=0)
+
     def forward(self, images: np.ndarray, metadata: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A batch through the network: attention maps (n, h, w) and class logits (n, 7), float64."""
         return self.forward_with_features(images, metadata)[:2]
@@ -176,9 +183,9 @@ class Classifier:
         started = time.perf_counter()
         rgb = image if isinstance(image, np.ndarray) else load_image(image)
         x, meta = self.model_inputs(rgb, patient or UNKNOWN_PATIENT)
-        attention, logits, pooled = self.forward_with_features(x, meta)
+        attention, logits, pooled = self.forward_with_features(*self.views(x, meta))
         return Prediction(
-            probabilities=apply_temperature(softmax(logits[0]), self.bundle.temperature),
+            probabilities=apply_temperature(softmax(logits).mean(axis=0), self.bundle.temperature),
             attention_map=unit_range(attention[0]), image=rgb, logits=logits[0],
             not_lesion_reasons=self.not_lesion_reasons(x[0], logits[0], pooled[0]), model_name=self.name,
             architecture=self.bundle.architecture, device=self.device, seconds=time.perf_counter() - started,
@@ -220,8 +227,8 @@ class Classifier:
 class EnsembleClassifier:
     """Several bundles served as one model, with the Classifier's interface.
 
-    Probabilities: the mean of the members' calibrated probabilities, softened by the ensemble's own
-    temperature (``evaluation`` reads the same through ``models.ensemble_network``). The soft-attention map
+    Probabilities: the mean of the members' calibrated probabilities over the card's test-time views, softened
+    by the ensemble's own temperature (``evaluation`` reads the same through ``ModelBundle.load_model``). The soft-attention map
     and every heat-map: the members' maps, each in 0..1, averaged (heat-maps for the ensemble's class). The
     not-a-dermoscopy check: the first member's, fitted on its own features and logits.
     """
@@ -242,6 +249,7 @@ class EnsembleClassifier:
     name = Classifier.name
     input_size = Classifier.input_size
     model_inputs = Classifier.model_inputs
+    views = Classifier.views
     default_heatmap_method = Classifier.default_heatmap_method
 
     @property
@@ -252,9 +260,10 @@ class EnsembleClassifier:
         started = time.perf_counter()
         rgb = image if isinstance(image, np.ndarray) else load_image(image)
         x, meta = self.model_inputs(rgb, patient or UNKNOWN_PATIENT)
-        outputs = [member.forward_with_features(x, meta) for member in self.members]
-        mean = np.mean([apply_temperature(softmax(logits[0]), member.bundle.temperature)
-                        for member, (_, logits, _) in zip(self.members, outputs)], axis=0)
+        views = self.views(x, meta)
+        outputs = [member.forward_with_features(*views) for member in self.members]
+        mean = np.mean([apply_temperature(softmax(logits), member.bundle.temperature)
+                        for member, (_, logits, _) in zip(self.members, outputs)], axis=(0, 1))
         grid = outputs[0][0].shape[1:3]
         attention = np.mean([unit_range(resize_grid(a[0], grid)) for a, _, _ in outputs], axis=0)
         _, first_logits, first_pooled = outputs[0]

@@ -72,7 +72,7 @@ def _evaluate(args) -> int:
 def _ensemble(args) -> int:
     from .ensemble import make_ensemble
 
-    bundle = make_ensemble(args.members, args.out, args.data, args.split_file)
+    bundle = make_ensemble(args.members, args.out, args.data, args.split_file, args.views)
     print(f"wrote {bundle.path} (members {', '.join(bundle.card['members'])}, T={bundle.temperature:.3f}); "
           f"next: evaluate --shifts, referral, external, heatmaps as for any bundle")
     return 0
@@ -258,9 +258,10 @@ def _tta(args) -> int:
     from .evaluation import measure_tta
 
     r = measure_tta(ModelBundle.open(args.bundle), args.data, "val", args.split_file)
-    print(f"val balanced accuracy {r['balanced_accuracy']:.4f} -> {r['balanced_accuracy_tta8']:.4f} with 8-fold TTA; "
-          f"macro AUC {r['macro_auc']:.4f} -> {r['macro_auc_tta8']:.4f}; "
-          f"{r['ms_per_image']:.1f} -> {r['ms_per_image_tta8']:.1f} ms per image (batched)")
+    for views in (4, 8):
+        print(f"{views} views: val balanced accuracy {r['balanced_accuracy']:.4f} -> {r[f'balanced_accuracy_tta{views}']:.4f}; "
+              f"macro AUC {r['macro_auc']:.4f} -> {r[f'macro_auc_tta{views}']:.4f}; "
+              f"{r['ms_per_image']:.1f} -> {r[f'ms_per_image_tta{views}']:.1f} ms per image (batched)")
     return 0
 
 
@@ -351,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("members", nargs="+", help="bundle folders beside --out")
     n.add_argument("--out", required=True, help="the ensemble bundle folder to write (e.g. weights/NAME)")
     n.add_argument("--data", required=True, help="HAM10000 folder: the ensemble's temperature is fitted on val")
+    n.add_argument("--views", type=int, default=1, choices=range(1, 9), metavar="1-8",
+                   help="test-time augmentation: average over this many flips and turns of each photo (1: none)")
     n.add_argument("--split-file", default=str(SPLIT_FILE))
     n.set_defaults(run=_ensemble)
 

@@ -11,6 +11,7 @@ single model.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,16 +21,20 @@ from .evaluation import _split_arrays, apply_temperature, expected_calibration_e
 from .vocab import CLASSES
 
 
-def make_ensemble(members: list, out, data_dir, split_file=None) -> ModelBundle:
-    """Write the ensemble bundle ``out`` of ``members`` (bundle folders in the same parent folder as ``out``)."""
+def make_ensemble(members: list, out, data_dir, split_file=None, views: int = 1) -> ModelBundle:
+    """Write the ensemble bundle ``out`` of ``members`` (bundle folders in the same parent folder as ``out``).
+
+    ``views`` > 1: serve the mean over that many flips and turns of each photo (test-time augmentation,
+    ``images.dihedral``); the temperature is fitted on those means."""
     out = Path(out)
     bundles = [ModelBundle.open(m) for m in members]
     if len(bundles) < 2:
         raise BundleError("An ensemble needs at least two member bundles")
     if any(b.is_ensemble for b in bundles):
         raise BundleError("An ensemble's members must be single models")
-    if any(b.path.resolve().parent != out.resolve().parent for b in bundles):
-        raise BundleError(f"Members must sit beside the ensemble, in {out.resolve().parent}")
+    beside = Path(os.path.abspath(out)).parent  # not resolve(): a member may be a link to a folder elsewhere
+    if any(Path(os.path.abspath(b.path)).parent != beside for b in bundles):
+        raise BundleError(f"Members must sit beside the ensemble, in {beside}")
     first = bundles[0]
     if any((b.input_size, b.detail_side) != (first.input_size, first.detail_side) for b in bundles):
         raise BundleError("Members must share input size and detail level (one prepared photo feeds them all)")
@@ -38,7 +43,10 @@ def make_ensemble(members: list, out, data_dir, split_file=None) -> ModelBundle:
         "card_version": CARD_VERSION,
         "architecture": "Ensemble (" + " + ".join(b.architecture for b in bundles) + ")",
         "members": [b.name for b in bundles],
-        "combination": "mean of the members' calibrated probabilities, then the ensemble's temperature",
+        "combination": "mean of the members' calibrated probabilities"
+                       + (f" over {views} flips and turns of the photo" if views > 1 else "")
+                       + ", then the ensemble's temperature",
+        "test_time_augmentation_views": views,
         "input_size": first.input_size, "detail_side": first.detail_side, "input": first.card.get("input"),
         "classes": list(CLASSES), "metadata": first.card["metadata"],
         "parameters": sum(int(b.card["parameters"]) for b in bundles),

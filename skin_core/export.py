@@ -18,20 +18,23 @@ CARD_FILE = Path("assets.extra") / "card.json"  # TF Serving ignores assets.extr
 
 def _network(bundle):
     """(image, metadata) -> [probabilities before the bundle's temperature, soft-attention map]; an ensemble's
-    are its members' means (``models.ensemble_network``)."""
+    are its members' means (``models.ensemble_network``), and with test-time views the probabilities are
+    their mean (``models.view_mean``), as ``bundle.load_model`` serves them."""
     import keras
 
-    from .models import ensemble_network
+    from .models import ensemble_network, view_mean
 
     if not bundle.is_ensemble:
-        model = bundle.load_model()
-        return keras.Model(model.inputs, [model.outputs[0], model.get_layer(bundle.card["layers"]["attention"]).output[1]])
-    members = bundle.members
-    try:
-        return ensemble_network([m.load_model() for m in members], [m.temperature for m in members],
-                                [m.card["layers"]["attention"] for m in members])
-    except ValueError as error:
-        raise BundleError(f"{bundle.path}: {error}; export each member instead") from error
+        model = bundle.load_network()
+        net = keras.Model(model.inputs, [model.outputs[0], model.get_layer(bundle.card["layers"]["attention"]).output[1]])
+    else:
+        members = bundle.members
+        try:
+            net = ensemble_network([m.load_network() for m in members], [m.temperature for m in members],
+                                   [m.card["layers"]["attention"] for m in members])
+        except ValueError as error:
+            raise BundleError(f"{bundle.path}: {error}; export each member instead") from error
+    return view_mean(net, bundle.views) if bundle.views > 1 else net
 
 
 def serving_function(bundle):

@@ -109,6 +109,19 @@ def unit_range(array: np.ndarray) -> np.ndarray:
     return (array - array.min()) / (np.ptp(array) or 1.0)
 
 
+VIEWS = 8  # the flips and quarter turns of a square photo
+
+
+def dihedral(images: np.ndarray, views: int = VIEWS) -> list[np.ndarray]:
+    """The first ``views`` flips and turns of a batch of square photos (n, s, s, 3), the test-time augmentation
+    set. 4: the photo, turned half-way, mirrored left-right, mirrored top-bottom; 8 adds the two quarter turns
+    and the two mirrors about the diagonals. ``layers.DihedralViews`` makes the same views in the graph."""
+    turned = images[:, ::-1, ::-1]
+    diagonal = images.transpose(0, 2, 1, 3)
+    return [images, turned, images[:, :, ::-1], images[:, ::-1], diagonal[:, :, ::-1], diagonal[:, ::-1],
+            diagonal, turned.transpose(0, 2, 1, 3)][:views]
+
+
 def match_detail(image: np.ndarray, detail_side: int | None) -> np.ndarray:
     """The photo brought down (antialiased) so its shorter side is ``detail_side`` pixels.
 

@@ -179,3 +179,27 @@ class CalibratedMean(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "temperatures": self.temperatures}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class DihedralViews(keras.layers.Layer):
+    """The first ``views`` flips and turns of a batch of square images, as a list of batches: test-time
+    augmentation in the graph, in the order and with the maths of ``images.dihedral``."""
+
+    def __init__(self, views: int = 8, **kwargs):
+        super().__init__(**kwargs)
+        if views not in (1, 2, 3, 4, 5, 6, 7, 8):
+            raise ValueError(f"views must be 1..8, got {views}")
+        self.views = int(views)
+
+    def call(self, images):
+        turned = ops.flip(ops.flip(images, axis=1), axis=2)
+        diagonal = ops.transpose(images, (0, 2, 1, 3))
+        return [images, turned, ops.flip(images, axis=2), ops.flip(images, axis=1), ops.flip(diagonal, axis=2),
+                ops.flip(diagonal, axis=1), diagonal, ops.transpose(turned, (0, 2, 1, 3))][:self.views]
+
+    def compute_output_shape(self, input_shape):
+        return [tuple(input_shape)] * self.views
+
+    def get_config(self):
+        return {**super().get_config(), "views": self.views}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from .layers import AttentionResidual, CalibratedMean, Preprocess, ShadesOfGray, SoftAttention
+from .layers import AttentionResidual, CalibratedMean, DihedralViews, Preprocess, ShadesOfGray, SoftAttention
 from .patient import META_DIM
 from .registry import Architecture, get_architecture
 from .vocab import CLASSES
@@ -134,3 +134,16 @@ def ensemble_network(models: list, temperatures: list[float], attention_layers: 
     if len({tuple(m.shape[1:]) for m in maps}) > 1:
         raise ValueError("the members' attention grids differ")
     return keras.Model([image, metadata], [mean, layers.Average(name="attention")(maps)], name="ensemble")
+
+
+def view_mean(network: keras.Model, views: int) -> keras.Model:
+    """Test-time augmentation: the network's probabilities averaged over ``views`` flips and turns of the image
+    (``layers.DihedralViews``); any further output (an attention map) from the image as given, so that it
+    lies over the photo."""
+    image = keras.Input(network.inputs[0].shape[1:], name="image")
+    metadata = keras.Input(network.inputs[1].shape[1:], name="metadata")
+    outputs = [network([view, metadata]) for view in DihedralViews(views, name="views")(image)]
+    if not isinstance(outputs[0], (list, tuple)):
+        return keras.Model([image, metadata], layers.Average(name="view_mean")(outputs), name=f"{network.name}_tta")
+    mean = layers.Average(name="view_mean")([output[0] for output in outputs])
+    return keras.Model([image, metadata], [mean, *outputs[0][1:]], name=f"{network.name}_tta")

@@ -82,7 +82,7 @@ def fit_lesion_check(bundle: ModelBundle, data_dir, split_file=None, budget: flo
     if bundle.is_ensemble:
         raise BundleError(f"{bundle.path} is an ensemble: it runs its first member's check; fit that member instead")
     split_file = split_file or data.SPLIT_FILE
-    model = bundle.load_model()
+    model = bundle.load_network()
     candidates = candidate_feature_layers(model, bundle.card["layers"].get("gradcam", "features"))
     widths = {layer: int(model.get_layer(layer).output.shape[-1]) for layer in candidates}
     del model

@@ -113,7 +113,7 @@ def train(config: TrainConfig) -> ModelBundle:
     val_rows = data.split_table(table, "val", config.split_file)
     detail_side = config.detail_side or data.detail_level(train_rows["path"])
     started = time.time()
-    teacher = ModelBundle.open(config.teacher).load_model() if config.teacher else None
+    teacher = ModelBundle.open(config.teacher).load_network() if config.teacher else None
     # A larger teacher gets the training images at its own size; the student sees them resized down.
     train_size = max(size, int(teacher.input_shape[0][1])) if teacher is not None else size
     x_train = data.load_images(train_rows["path"], train_size, detail_side)
@@ -137,7 +137,7 @@ def train(config: TrainConfig) -> ModelBundle:
     student = build_model(spec.name, size, config.init, config.preprocessing, config.meta_units, config.heads,
                           bn_momentum=config.bn_momentum, colour_constancy=config.colour_constancy or None)
     if config.warm_start:
-        student.set_weights(ModelBundle.open(config.warm_start).load_model().get_weights())
+        student.set_weights(ModelBundle.open(config.warm_start).load_network().get_weights())
     hard_loss = WeightedCategoricalCrossentropy(weights, config.label_smoothing)
     learning_rate = config.learning_rate
     if config.lr_schedule == "cosine":

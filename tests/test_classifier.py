@@ -99,7 +99,8 @@ def _fake_bundle(root, name, architecture, val_balanced_accuracy=None, shifted=N
     folder = root / name
     folder.mkdir()
     (folder / "model.keras").write_bytes(b"")
-    (folder / "card.json").write_text(json.dumps({"architecture": architecture, "classes": list(sc.CLASSES)}))
+    (folder / "card.json").write_text(json.dumps({"architecture": architecture, "classes": list(sc.CLASSES),
+                                                  "input_size": 192}))
     if val_balanced_accuracy is not None:
         metrics = {"without_metadata": {"balanced_accuracy": val_balanced_accuracy}}
         (folder / "metrics_val.json").write_text(json.dumps(metrics))

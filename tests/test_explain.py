@@ -185,7 +185,8 @@ def test_heatmaps_command_measures_val_then_test_and_writes_the_test_table(synth
     bundle = tmp_path / "bundle"
     bundle.mkdir()
     (bundle / "model.keras").write_bytes(b"")
-    (bundle / "card.json").write_text(json.dumps({"classes": list(sc.CLASSES), "temperature": 1.5}))
+    (bundle / "card.json").write_text(json.dumps({"architecture": "MobileNetV2", "input_size": 192,
+                                                  "classes": list(sc.CLASSES), "temperature": 1.5}))
     stub = type("Stub", (), {"explainer": lambda self, name: name})()
     monkeypatch.setattr(classifier_module, "load_classifier", lambda path: stub)
     seen = []
