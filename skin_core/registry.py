@@ -15,6 +15,8 @@ from typing import Callable
 
 import keras
 
+from .efficientnet_lite import EfficientNetLite0
+
 A = keras.applications
 
 
@@ -28,7 +30,7 @@ class Architecture:
     preprocessing: str  # default input scaling, see layers.Preprocess
     attach_layer: str = ""  # backbone layer whose output feeds the soft-attention module
     attach_reason: str = ""
-    constructor: Callable | None = None  # keras.applications function (soft_attention family)
+    constructor: Callable | None = None  # keras.applications-style function (soft_attention family)
     constructor_kwargs: dict = field(default_factory=dict)
     arl_blocks: tuple[int, ...] = ()  # bottleneck blocks per stage (arl family)
 
@@ -53,6 +55,12 @@ _ARCHITECTURES = [
         "MobileNetV2", "soft_attention", 224, "tf", "block_16_project_BN",
         "Last inverted-residual block; the 1280-channel Conv_1 head is replaced by the module.",
         A.MobileNetV2,
+    ),
+    Architecture(
+        # Its converted weights want (x - 127) / 128, which "tf" matches to within 0.008.
+        "EfficientNetLite0", "soft_attention", 224, "tf", "block7a_project_bn",
+        "Last MBConv block; the 1280-channel top_conv head is replaced by the module.",
+        EfficientNetLite0,
     ),
     Architecture(
         "DenseNet201", "soft_attention", 224, "torch", "conv5_block31_concat",
