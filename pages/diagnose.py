@@ -38,10 +38,11 @@ def default_bundle_name() -> str:
 
 
 def describe(bundle: sc.ModelBundle) -> str:
-    """The sidebar label, short enough for the sidebar: which model and how it did on the held-out test split
-    (the architecture is in the caption below it; two bundles may share one)."""
+    """The caption under the model choice: what the model is and how it did on the held-out test split."""
     test = (bundle.metrics("test") or {}).get("without_metadata", {})
-    return f"{bundle.name} (test BA {test['balanced_accuracy']:.2f})" if test else bundle.name
+    score = (f", balanced accuracy {test['balanced_accuracy']:.2f} on the held-out test split (mean recall over "
+             "the seven diagnoses, patient details unknown)") if test else ""
+    return f"{bundle.architecture}, {bundle.input_size}px{score}."
 
 
 def probability_chart(prediction: sc.Prediction) -> go.Figure:
@@ -133,11 +134,9 @@ if not available:
 with st.sidebar:
     st.header("Model")
     names = [b.name for b in available]
-    choice = st.selectbox("Model", names, index=names.index(default_bundle_name()),
-                          format_func=lambda n: describe(available[names.index(n)]))
+    choice = st.selectbox("Model", names, index=names.index(default_bundle_name()))
     bundle = available[names.index(choice)]
-    st.caption(f"{bundle.architecture}, {bundle.input_size}px. BA: balanced accuracy, the mean recall over the "
-               f"seven diagnoses. Default for this server: {default_bundle_name()} "
+    st.caption(f"{describe(bundle)} Default for this server: {default_bundle_name()} "
                f"({'GPU' if sc.gpu_available() else 'CPU'})")
     st.header("Heat-maps")
     default_method = classifier(str(bundle.path)).default_heatmap_method

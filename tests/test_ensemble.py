@@ -16,7 +16,8 @@ from skin_core.bundle import ModelBundle
 from skin_core.cli import main
 from skin_core.ensemble import make_ensemble
 from skin_core.evaluation import apply_temperature, calibrated_probabilities
-from skin_core.images import resize_for_model
+from skin_core.classifier import softmax
+from skin_core.images import dihedral, resize_for_model
 
 ENSEMBLE = "mobilenetv2-192-ensemble"
 
@@ -34,14 +35,16 @@ def test_served_probabilities_are_the_members_calibrated_mean(ensemble):
     assert isinstance(ensemble, sc.EnsembleClassifier) and len(ensemble.members) >= 2
     image, patient = photo(), sc.Patient.from_fields(63, "male", "back")
     prediction = ensemble.predict(image, patient)
-    members = [member.predict(image, patient) for member in ensemble.members]
-    expected = apply_temperature(np.mean([m.probabilities for m in members], axis=0), ensemble.bundle.temperature)
+    x, meta = ensemble.model_inputs(image, patient)
+    calibrated = [apply_temperature(softmax(member.forward(view, meta)[1][0]), member.bundle.temperature)
+                  for member in ensemble.members for view in dihedral(x, ensemble.bundle.views)]  # the card's views
+    expected = apply_temperature(np.mean(calibrated, axis=0), ensemble.bundle.temperature)
     np.testing.assert_allclose(prediction.probabilities, expected, atol=1e-6)
+    members = [member.predict(image, patient) for member in ensemble.members]
     assert prediction.not_lesion_reasons == members[0].not_lesion_reasons, "the first member's check"
     assert prediction.attention_map.min() == 0 and prediction.attention_map.max() == pytest.approx(1)
     assert prediction.model_name == ENSEMBLE and prediction.referral == ensemble.referral
     # Evaluation, referral and external scores read the ensemble through one network: the same numbers.
-    x, meta = ensemble.model_inputs(image, patient)
     network = calibrated_probabilities(ensemble.bundle.load_model(), ensemble.bundle, x.astype(np.float32), meta)
     np.testing.assert_allclose(network[0], prediction.probabilities, atol=1e-5)
 

@@ -63,11 +63,18 @@ def test_the_eight_views_are_every_flip_and_quarter_turn():
 
 
 @pytest.fixture(scope="module")
-def tta_ensemble(tmp_path_factory):
-    return sc.load_classifier(with_views(tmp_path_factory.mktemp("tta"), ENSEMBLE, 4).path)
+def ensembles(tmp_path_factory):
+    """The shipped ensemble's card with 1 and with 4 views (the members loaded once, shared)."""
+    root = tmp_path_factory.mktemp("tta")
+    return [sc.load_classifier(with_views(root, ENSEMBLE, views).path) for views in (1, 4)]
 
 
-def test_ensemble_with_views_serves_the_mean_over_them(tta_ensemble):
+@pytest.fixture(scope="module")
+def tta_ensemble(ensembles):
+    return ensembles[1]
+
+
+def test_ensemble_with_views_serves_the_mean_over_them(ensembles, tta_ensemble):
     image, patient = photo(), sc.Patient.from_fields(63, "male", "back")
     prediction = tta_ensemble.predict(image, patient)
     x, meta = tta_ensemble.model_inputs(image, patient)
@@ -79,7 +86,7 @@ def test_ensemble_with_views_serves_the_mean_over_them(tta_ensemble):
     network = calibrated_probabilities(bundle.load_model(), bundle, x.astype(np.float32), meta)
     np.testing.assert_allclose(network[0], prediction.probabilities, atol=1e-5)
     # Maps and the check read the photo as given: the same as the ensemble without views.
-    plain = sc.load_classifier(ENSEMBLE).predict(image, patient)
+    plain = ensembles[0].predict(image, patient)
     np.testing.assert_allclose(prediction.attention_map, plain.attention_map, atol=1e-5)
     assert prediction.not_lesion_reasons == plain.not_lesion_reasons
     assert not np.allclose(prediction.probabilities, plain.probabilities, atol=1e-4), "the views changed nothing"
