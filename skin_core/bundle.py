@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import BundleError
+from .images import VIEWS
 from .vocab import CLASSES
 
 CARD_VERSION = 1
@@ -47,8 +48,8 @@ class ModelBundle:
             raise BundleError(f"{path}: card.json is not valid JSON ({error})") from error
         if missing:
             raise BundleError(f"{path}: card.json lacks {', '.join(missing)}")
-        if bundle.card.get("test_time_augmentation_views", 1) not in range(1, 9):
-            raise BundleError(f"{path}: test_time_augmentation_views must be 1 to 8")
+        if bundle.card.get("test_time_augmentation_views", 1) not in range(1, VIEWS + 1):
+            raise BundleError(f"{path}: test_time_augmentation_views must be 1 to {VIEWS}")
         if not bundle.is_ensemble and not bundle.model_file.is_file():
             raise BundleError(f"{path} is not a model bundle: model.keras is missing")
         if tuple(bundle.card.get("classes", ())) != CLASSES:

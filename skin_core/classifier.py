@@ -260,8 +260,8 @@ class EnsembleClassifier:
         started = time.perf_counter()
         rgb = image if isinstance(image, np.ndarray) else load_image(image)
         x, meta = self.model_inputs(rgb, patient or UNKNOWN_PATIENT)
-        views = self.views(x, meta)
-        outputs = [member.forward_with_features(*views) for member in self.members]
+        batch = self.views(x, meta)
+        outputs = [member.forward_with_features(*batch) for member in self.members]
         mean = np.mean([apply_temperature(softmax(logits), member.bundle.temperature)
                         for member, (_, logits, _) in zip(self.members, outputs)], axis=(0, 1))
         grid = outputs[0][0].shape[1:3]

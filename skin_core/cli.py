@@ -287,6 +287,7 @@ def _heatmaps(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .data import SPLIT_FILE
+    from .images import VIEWS
 
     parser = argparse.ArgumentParser(prog="python -m skin_core", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -352,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("members", nargs="+", help="bundle folders beside --out")
     n.add_argument("--out", required=True, help="the ensemble bundle folder to write (e.g. weights/NAME)")
     n.add_argument("--data", required=True, help="HAM10000 folder: the ensemble's temperature is fitted on val")
-    n.add_argument("--views", type=int, default=1, choices=range(1, 9), metavar="1-8",
+    n.add_argument("--views", type=int, default=1, choices=range(1, VIEWS + 1), metavar=f"1-{VIEWS}",
                    help="test-time augmentation: average over this many flips and turns of each photo (1: none)")
     n.add_argument("--split-file", default=str(SPLIT_FILE))
     n.set_defaults(run=_ensemble)

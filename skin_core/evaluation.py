@@ -127,13 +127,17 @@ def _split_rows(data_dir, split: str, split_file=None):
 
 
 def _split_arrays(bundle, data_dir, split: str, split_file=None):
-    """The bundle's network and one split as (images float32, metadata, labels), read as served."""
+    """The bundle's served model and one split as (images float32, metadata, labels), read as served."""
+    return (bundle.load_model(), *_split_inputs(bundle, data_dir, split, split_file))
+
+
+def _split_inputs(bundle, data_dir, split: str, split_file=None):
+    """One split prepared for the bundle: (images float32, metadata, labels)."""
     from . import data
 
     rows = _split_rows(data_dir, split, split_file)
-    model = bundle.load_model()
     images = data.load_images(rows["path"], bundle.input_size, bundle.detail_side).astype(np.float32)
-    return model, images, data.encode_metadata(rows), data.labels(rows)
+    return images, data.encode_metadata(rows), data.labels(rows)
 
 
 def _unknown_metadata(n: int) -> np.ndarray:
@@ -352,7 +356,7 @@ def measure_tta(bundle, data_dir, split: str = "val", split_file=None) -> dict:
 
     from .bundle import write_json
 
-    _, images, metadata, y = _split_arrays(bundle, data_dir, split, split_file)
+    images, metadata, y = _split_inputs(bundle, data_dir, split, split_file)
     model = bundle.load_network()  # without the card's own views: plain is one view
     predictions, seconds = [], []
     for view in dihedral(images):
@@ -387,7 +391,7 @@ def compare_on_validation(bundles: list, data_dir, split_file=None, tta: bool = 
     unknown = _unknown_metadata(len(y))
     members = {}
     for bundle in bundles:
-        model = bundle.load_model()
+        model = bundle.load_network() if tta else bundle.load_model()  # not the card's own views twice
         members[bundle.name + (" + TTA" if tta else "")] = [
             np.mean([calibrated_probabilities(model, bundle, np.ascontiguousarray(view), unknown)
                      for view in (dihedral(images) if tta else [images])], axis=0)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from .images import VIEWS
+
 PACKAGE = "skin_core"
 
 # Per-channel statistics for the three ImageNet input conventions.
@@ -186,10 +188,10 @@ class DihedralViews(keras.layers.Layer):
     """The first ``views`` flips and turns of a batch of square images, as a list of batches: test-time
     augmentation in the graph, in the order and with the maths of ``images.dihedral``."""
 
-    def __init__(self, views: int = 8, **kwargs):
+    def __init__(self, views: int = VIEWS, **kwargs):
         super().__init__(**kwargs)
-        if views not in (1, 2, 3, 4, 5, 6, 7, 8):
-            raise ValueError(f"views must be 1..8, got {views}")
+        if views not in range(1, VIEWS + 1):
+            raise ValueError(f"views must be 1..{VIEWS}, got {views}")
         self.views = int(views)
 
     def call(self, images):
