@@ -41,7 +41,7 @@ def serving_function(bundle):
     """(image, metadata) -> {"probabilities", "attention_map"}, as the Classifier computes them.
 
     image: float32 (n, S, S, 3), RGB 0..255 already resized to the card's input size (the caller
-    runs ``images.resize_for_model`` or its equivalent: detail_side first, then the input size).
+    runs ``images.resize_for_model`` or its equivalent: detail_side and the softening first, then the input size).
     probabilities: the network's softmax calibrated as ``evaluation.apply_temperature`` does,
     softmax(log(clip(p, 1e-12, 1)) / T). attention_map: the soft-attention layer's map (n, h, w),
     unscaled (the app scales each map to 0..1 before drawing it).

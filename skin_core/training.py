@@ -17,6 +17,7 @@ import pandas as pd
 from . import data
 from .bundle import CARD_VERSION, ModelBundle, software_versions, write_json
 from .evaluation import apply_temperature, expected_calibration_error, fit_temperature
+from .images import DETAIL_SOFTENING
 from .patient import AGE_SCALE, UNKNOWN_PATIENT
 from .registry import get_architecture
 from .vocab import CLASSES, SEXES, SITES
@@ -191,8 +192,8 @@ def train(config: TrainConfig) -> ModelBundle:
         "attach_layer": spec.attach_layer,
         "input_size": size,
         "preprocessing": config.preprocessing or spec.preprocessing,
-        "input": "RGB, 0..255, brought down to detail_side (shorter side, antialiased) when sharper, then "
-                 "resized (bilinear, aspect not kept) to input_size x input_size",
+        "input": f"RGB, 0..255, brought down to detail_side (shorter side, antialiased, Gaussian sigma {DETAIL_SOFTENING} px) "
+                 "when sharper, then resized (bilinear, aspect not kept) to input_size x input_size",
         "detail_side": detail_side,
         "colour_constancy": ({"method": "Shades of Gray (Finlayson & Trezzi 2004), layer colour_constancy",
                               "power": config.colour_constancy} if config.colour_constancy else None),

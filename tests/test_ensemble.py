@@ -153,3 +153,24 @@ def test_compare_with_tta_averages_the_eight_flips_and_turns(synthetic_data):
                    axis=0)
     assert row["balanced_accuracy_clean"] == pytest.approx(np.mean([(mean[y == c].argmax(1) == c).mean()
                                                                      for c in np.unique(y)]))
+
+
+def test_compare_with_tta_augments_the_bare_network_of_a_bundle_that_serves_views(synthetic_data, monkeypatch):
+    """A bundle whose card already averages views is augmented once (its bare network over the 8 views), not
+    its served model again, which would run 8 x 4 passes."""
+    from skin_core import data
+    from skin_core.evaluation import _split_rows, compare_on_validation, decoded_images, dihedral, prepared
+
+    bundle = sc.load_classifier(ENSEMBLE).bundle
+    assert bundle.views > 1, "the served ensemble is expected to average views"
+    monkeypatch.setattr(ModelBundle, "load_model", lambda self: pytest.fail("compare --tta used the served model"))
+    split_file = synthetic_data / "split.csv"
+    row, = compare_on_validation([bundle], synthetic_data, split_file, tta=True)["candidates"]
+    rows = _split_rows(synthetic_data, "val", split_file)
+    y, images = data.labels(rows), prepared(bundle, decoded_images(rows["path"]))
+    unknown = np.repeat(sc.Patient().encode()[None], len(y), axis=0)
+    network = bundle.load_network()
+    mean = np.mean([calibrated_probabilities(network, bundle, np.ascontiguousarray(v), unknown) for v in dihedral(images)],
+                   axis=0)
+    assert row["balanced_accuracy_clean"] == pytest.approx(np.mean([(mean[y == c].argmax(1) == c).mean()
+                                                                     for c in np.unique(y)]))
