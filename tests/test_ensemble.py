@@ -137,40 +137,40 @@ def test_compare_scores_each_bundle_and_their_mean_under_every_shift(synthetic_d
         assert 0 <= row["referral_specificity_clean"] <= 1
 
 
-def test_compare_with_tta_averages_the_eight_flips_and_turns(synthetic_data):
+def eight_view_balanced_accuracy(bundle, network, data_dir, split_file) -> float:
+    """Balanced accuracy on the val split of `network`'s calibrated probabilities averaged over the 8 dihedral
+    views, metadata unknown: what compare --tta should report."""
     from skin_core import data
-    from skin_core.evaluation import _split_rows, compare_on_validation, decoded_images, dihedral, prepared
+    from skin_core.evaluation import _split_rows, decoded_images, prepared
+
+    rows = _split_rows(data_dir, "val", split_file)
+    y, images = data.labels(rows), prepared(bundle, decoded_images(rows["path"]))
+    unknown = np.repeat(sc.Patient().encode()[None], len(y), axis=0)
+    mean = np.mean([calibrated_probabilities(network, bundle, np.ascontiguousarray(v), unknown)
+                    for v in dihedral(images)], axis=0)
+    return float(np.mean([(mean[y == c].argmax(1) == c).mean() for c in np.unique(y)]))
+
+
+def test_compare_with_tta_averages_the_eight_flips_and_turns(synthetic_data):
+    from skin_core.evaluation import compare_on_validation
 
     bundle = sc.load_classifier(ENSEMBLE).bundle.members[0]
     split_file = synthetic_data / "split.csv"
     row, = compare_on_validation([bundle], synthetic_data, split_file, tta=True)["candidates"]
     assert row["candidate"] == f"{bundle.name} + TTA"
-    rows = _split_rows(synthetic_data, "val", split_file)
-    y, images = data.labels(rows), prepared(bundle, decoded_images(rows["path"]))
-    unknown = np.repeat(sc.Patient().encode()[None], len(y), axis=0)
-    model = bundle.load_model()
-    mean = np.mean([calibrated_probabilities(model, bundle, np.ascontiguousarray(v), unknown) for v in dihedral(images)],
-                   axis=0)
-    assert row["balanced_accuracy_clean"] == pytest.approx(np.mean([(mean[y == c].argmax(1) == c).mean()
-                                                                     for c in np.unique(y)]))
+    assert row["balanced_accuracy_clean"] == pytest.approx(
+        eight_view_balanced_accuracy(bundle, bundle.load_model(), synthetic_data, split_file))
 
 
 def test_compare_with_tta_augments_the_bare_network_of_a_bundle_that_serves_views(synthetic_data, monkeypatch):
     """A bundle whose card already averages views is augmented once (its bare network over the 8 views), not
     its served model again, which would run 8 x 4 passes."""
-    from skin_core import data
-    from skin_core.evaluation import _split_rows, compare_on_validation, decoded_images, dihedral, prepared
+    from skin_core.evaluation import compare_on_validation
 
     bundle = sc.load_classifier(ENSEMBLE).bundle
     assert bundle.views > 1, "the served ensemble is expected to average views"
     monkeypatch.setattr(ModelBundle, "load_model", lambda self: pytest.fail("compare --tta used the served model"))
     split_file = synthetic_data / "split.csv"
     row, = compare_on_validation([bundle], synthetic_data, split_file, tta=True)["candidates"]
-    rows = _split_rows(synthetic_data, "val", split_file)
-    y, images = data.labels(rows), prepared(bundle, decoded_images(rows["path"]))
-    unknown = np.repeat(sc.Patient().encode()[None], len(y), axis=0)
-    network = bundle.load_network()
-    mean = np.mean([calibrated_probabilities(network, bundle, np.ascontiguousarray(v), unknown) for v in dihedral(images)],
-                   axis=0)
-    assert row["balanced_accuracy_clean"] == pytest.approx(np.mean([(mean[y == c].argmax(1) == c).mean()
-                                                                     for c in np.unique(y)]))
+    assert row["balanced_accuracy_clean"] == pytest.approx(
+        eight_view_balanced_accuracy(bundle, bundle.load_network(), synthetic_data, split_file))
