@@ -146,7 +146,7 @@ def blank_metadata(metadata, probability: float, seed=None):
     return tf.where(blank, unknown[None, :], metadata)
 
 
-AUGMENTATIONS = ("paper", "robust")
+AUGMENTATIONS = ("paper", "robust", "robust-vignette")
 
 
 def augmenter(seed=None):
@@ -170,7 +170,9 @@ class RobustAugmentation:
     Random resized crop (scale 0.35-1, aspect 3/4-4/3) from the stored image, every rotation and
     flip, colour jitter (brightness, contrast, saturation, hue), a random gamma (0.7-1.4), Gaussian
     blur, and, per image before batching, JPEG re-compression (quality 30-95) and a downscale to
-    40-80 % and back, each with probability 0.3. Keras 3's own layers where they exist.
+    40-80 % and back, each with probability 0.3. Keras 3's own layers where they exist. With
+    ``vignette``, also a dark vignette (a dermoscope's round field) with probability 0.3: brightness
+    falls towards the corners by up to 0.2-0.9, centre moved by up to 10 %, falloff power 1.5-3.5.
     """
 
     SCALE = (0.35, 1.0)
@@ -179,9 +181,15 @@ class RobustAugmentation:
     P_JPEG = 0.3
     P_DOWNSCALE = 0.3
     DOWNSCALE = (0.4, 0.8)
+    P_VIGNETTE = 0.3
+    VIGNETTE_DEPTH = (0.2, 0.9)
+    VIGNETTE_POWER = (1.5, 3.5)
+    VIGNETTE_SHIFT = 0.1
 
-    def __init__(self, seed=None):
+    def __init__(self, seed=None, vignette: bool = False):
         import keras
+
+        self.vignette = vignette
 
         seeds = [None] * 4 if seed is None else [seed + k for k in range(4)]
         self.geometry = keras.Sequential([
@@ -226,7 +234,27 @@ class RobustAugmentation:
         images = self.geometry(images, training=True)
         images = self.colour(images, training=True)
         gamma = tf.exp(tf.random.uniform((n, 1, 1, 1), math.log(self.GAMMA[0]), math.log(self.GAMMA[1])))
-        return 255.0 * tf.pow(tf.clip_by_value(images / 255.0, 0.0, 1.0), gamma)
+        images = 255.0 * tf.pow(tf.clip_by_value(images / 255.0, 0.0, 1.0), gamma)
+        return images * self.vignette_falloff(n, size) if self.vignette else images
+
+    def vignette_falloff(self, n, size):
+        """Per-image multiplicative falloff (n, h, w, 1): 1 for images without a vignette."""
+        import math
+
+        import tensorflow as tf
+
+        def uniform(bounds):
+            return tf.random.uniform((n, 1, 1, 1), *bounds)
+
+        h, w = tf.cast(size[0], tf.float32), tf.cast(size[1], tf.float32)
+        y = (tf.range(h) + 0.5) / h * 2 - 1
+        x = (tf.range(w) + 0.5) / w * 2 - 1
+        cy = uniform((-self.VIGNETTE_SHIFT, self.VIGNETTE_SHIFT))
+        cx = uniform((-self.VIGNETTE_SHIFT, self.VIGNETTE_SHIFT))
+        radius = tf.minimum(tf.sqrt((y[None, :, None, None] - cy) ** 2 + (x[None, None, :, None] - cx) ** 2)
+                            / math.sqrt(2), 1.0)
+        depth = uniform(self.VIGNETTE_DEPTH) * tf.cast(uniform((0, 1)) < self.P_VIGNETTE, tf.float32)
+        return 1.0 - depth * radius ** uniform(self.VIGNETTE_POWER)
 
 
 def mixup(image, metadata, label, alpha: float, seed=None):
@@ -256,7 +284,7 @@ def make_dataset(images, metadata, y, batch_size: int, training: bool, blank_pro
                  seed: int | None = None, mixup_alpha: float = 0.0, augmentation: str = "paper"):
     """A tf.data pipeline of ``({"image", "metadata"}, one-hot label)`` batches.
 
-    Training shuffles, augments images (``augmentation``: "paper" or "robust", see
+    Training shuffles, augments images (``augmentation``: "paper", "robust" or "robust-vignette", see
     RobustAugmentation), blanks metadata fields and, with ``mixup_alpha`` > 0, applies mixup;
     evaluation does none of these.
     """
@@ -268,13 +296,13 @@ def make_dataset(images, metadata, y, batch_size: int, training: bool, blank_pro
     ds = tf.data.Dataset.from_tensor_slices((images, metadata.astype(np.float32), onehot))
     if training:
         ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
-        if augmentation == "robust":
-            robust = RobustAugmentation(seed)
+        if augmentation.startswith("robust"):
+            robust = RobustAugmentation(seed, vignette=augmentation == "robust-vignette")
             ds = ds.map(lambda image, meta, label: (robust.per_image(image), meta, label),
                         num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size)
     if training:
-        augment = robust if augmentation == "robust" else augmenter(seed)
+        augment = robust if augmentation.startswith("robust") else augmenter(seed)
 
         def train_map(image, meta, label):
             image = augment(tf.cast(image, tf.float32), training=True)

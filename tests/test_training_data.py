@@ -70,3 +70,22 @@ def test_training_batches_blank_whole_records():
     untouched = np.array([bytes(row) in seen for row in blanked])
     assert (is_unknown | untouched).all(), "a record is either kept or set unknown as a whole"
     assert 0.4 < is_unknown.mean() < 0.6
+
+
+def test_vignette_darkens_corners_of_about_its_share_of_images():
+    augmentation = data.RobustAugmentation(seed=3, vignette=True)
+    falloff = augmentation.vignette_falloff(400, tf.constant([30, 40])).numpy()[..., 0]
+    assert falloff.shape == (400, 30, 40) and falloff.min() >= 1 - data.RobustAugmentation.VIGNETTE_DEPTH[1] - 1e-6
+    vignetted = falloff.min(axis=(1, 2)) < 1
+    assert abs(vignetted.mean() - data.RobustAugmentation.P_VIGNETTE) < 0.08
+    corners = falloff[vignetted][:, [0, 0, -1, -1], [0, -1, 0, -1]].mean(axis=1)
+    assert (falloff[vignetted][:, 15, 20] > corners + 0.1).all(), "darker towards the corners"
+    np.testing.assert_array_equal(falloff[~vignetted], 1.0)
+
+
+def test_robust_vignette_batches_stay_in_range():
+    images = np.full((8, 32, 32, 3), 200, "uint8")
+    ds = data.make_dataset(images, _metadata(8), np.arange(8) % len(CLASSES), 8, True, seed=4,
+                           augmentation="robust-vignette")
+    batch = next(iter(ds))[0]["image"].numpy()
+    assert batch.shape == (8, 32, 32, 3) and batch.min() >= 0 and batch.max() <= 255.001
