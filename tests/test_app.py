@@ -40,8 +40,9 @@ def test_upload_gives_probabilities_and_both_overlays(app):
     prediction = result["prediction"]
     assert abs(prediction.probabilities.sum() - 1) < 1e-6
     assert result["patient"].age == 62
-    charts = app.get("plotly_chart")
-    assert charts, "the probability chart is shown"
+    bars = app.get("progress")
+    assert len(bars) == 7 and all(abs(bar.proto.value - 100 * p) <= 1 for bar, (_, p) in zip(bars, prediction.ranked))
+    assert all(sc.CLASS_NAMES[code] in bar.proto.text for bar, (code, _) in zip(bars, prediction.ranked))
     captions = [c for image in app.image for c in image.captions]
     assert any("Soft-attention" in c for c in captions) and any(c.startswith(tuple(sc.HEATMAP_METHODS)) for c in captions)
     assert "Decision support, not a diagnosis" in texts(app)

@@ -46,15 +46,13 @@ def lesion_photo(path: Path) -> Path:
     return path
 
 
-def bar_labels_outside_the_figure(page) -> list[str]:
-    """Value labels of the probability chart under a clip path (cut at the axis end, as "99.2" for 99.2 %)
-    or running past the figure's right edge."""
-    return page.locator(".js-plotly-plot").first.evaluate("""figure => {
-        const right = figure.querySelector("svg.main-svg").getBoundingClientRect().right;
-        return [...figure.querySelectorAll("text.bartext")]
-            .filter(t => t.getBoundingClientRect().right > right + 0.5 || t.closest("[clip-path]"))
-            .map(t => t.textContent);
-    }""")
+def probability_bars(page) -> list[tuple[str, int, bool]]:
+    """The seven probability bars as (label, aria-valuenow in %, label shown whole on one line)."""
+    return page.locator("[data-testid=stProgress]").evaluate_all("""bars => bars.map(bar => {
+        const label = bar.querySelector("[data-testid=stMarkdownContainer]");
+        return [label.innerText, Number(bar.querySelector("[role=progressbar]").getAttribute("aria-valuenow")),
+                label.scrollWidth <= label.clientWidth];
+    })""")
 
 
 def test_doctor_uploads_a_photo_and_reads_the_result(server, tmp_path):
@@ -82,9 +80,13 @@ def test_doctor_uploads_a_photo_and_reads_the_result(server, tmp_path):
         expect(caption).to_be_visible(timeout=120_000)
         page.wait_for_timeout(1500)
         page.screenshot(path=str(ARTIFACTS / "diagnose.png"), full_page=True)
-        page.locator(".js-plotly-plot").first.screenshot(path=str(ARTIFACTS / "probability_chart.png"))
-        assert page.locator("text.bartext").count() == 7
-        assert not bar_labels_outside_the_figure(page), "every bar's value label is shown whole"
+        bars = probability_bars(page)
+        assert len(bars) == 7, bars
+        shown = [float(label.rsplit(": ", 1)[1].strip("%")) for label, _, _ in bars]
+        assert shown == sorted(shown, reverse=True), "most likely diagnosis first"
+        assert abs(sum(shown) - 100) < 0.5
+        assert all(abs(value - share) <= 1 for (_, value, _), share in zip(bars, shown)), "bar length = its label"
+        assert all(whole for _, _, whole in bars), "every label is shown whole"
 
         # The malignant and benign groups are complementary shares of one probability vector.
         metrics = page.locator("[data-testid=stMetricValue]").all_inner_texts()
