@@ -45,8 +45,8 @@ def describe(bundle: sc.ModelBundle) -> str:
 def show_probabilities(prediction: sc.Prediction) -> None:
     """All seven diagnoses as labelled bars, most likely first, malignant or pre-malignant names in red.
 
-    Native progress bars rather than a chart library: a plotly figure cost the doctor's browser ~1.7 s of CPU
-    per result on the 2-core machine (bench --load 1), most of the time from upload to result.
+    Native progress bars rather than a chart library: a plotly figure cost the doctor's browser ~1.8 s more CPU
+    per result on the 2-core machine (bench --load 1), pushing upload -> result from ~1.6 s to ~3 s.
     """
     st.subheader("All seven diagnoses")
     st.caption(":red[Red]: malignant or pre-malignant.")
@@ -72,8 +72,8 @@ def show_result(prediction: sc.Prediction, patient: sc.Patient, cams: dict, mode
     """Probabilities, differential, grouping, both overlays and the case report; heat-maps are cached in ``cams``."""
     if patient.is_unknown:
         st.caption("No patient details were given; the model used the photo alone.")
-    chart_column, summary_column = st.columns([3, 2], gap="large")
-    with chart_column:
+    probabilities_column, summary_column = st.columns([3, 2], gap="large")
+    with probabilities_column:
         show_probabilities(prediction)
     with summary_column:
         st.subheader("Differential (top 3)")
