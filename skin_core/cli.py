@@ -286,7 +286,7 @@ def _heatmaps(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .data import SPLIT_FILE
+    from .data import AUGMENTATIONS, SPLIT_FILE
     from .images import VIEWS
 
     parser = argparse.ArgumentParser(prog="python -m skin_core", description=__doc__)
@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--distill-weight", type=float, default=0.7, help="share of the teacher's term in the loss")
     t.add_argument("--distill-temperature", type=float, default=2.0)
     t.add_argument("--lr-schedule", choices=["plateau", "cosine"], default="plateau")
-    t.add_argument("--augmentation", choices=["paper", "robust", "robust-vignette"], default="paper",
+    t.add_argument("--augmentation", choices=AUGMENTATIONS, default="paper",
                    help="paper: rotation, shifts, zoom, flips; robust: + random resized crop, colour jitter, gamma, "
                         "blur, downscale, JPEG (for photos from other clinics); robust-vignette: + a dark vignette")
     t.add_argument("--colour-constancy", type=float, default=0.0,
