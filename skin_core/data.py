@@ -146,9 +146,6 @@ def blank_metadata(metadata, probability: float, seed=None):
     return tf.where(blank, unknown[None, :], metadata)
 
 
-AUGMENTATIONS = ("paper", "robust", "robust-vignette")
-
-
 def augmenter(seed=None):
     """The paper's augmentation: rotation, width/height shift, zoom, horizontal and vertical flips."""
     import keras
@@ -167,8 +164,8 @@ def augmenter(seed=None):
 class RobustAugmentation:
     """Augmentation for photos from other clinics and dermoscopes (batched, 0..255 float images).
 
-    Random resized crop (scale 0.35-1, aspect 3/4-4/3) from the stored image, every rotation and
-    flip, colour jitter (brightness, contrast, saturation, hue), a random gamma (0.7-1.4), Gaussian
+    Random resized crop (scale 0.35-1, aspect 3/4-4/3) from the stored image (with ``crop=False``
+    the paper's milder shift and zoom instead), every rotation and flip, colour jitter (brightness, contrast, saturation, hue), a random gamma (0.7-1.4), Gaussian
     blur, and, per image before batching, JPEG re-compression (quality 30-95) and a downscale to
     40-80 % and back, each with probability 0.3. Keras 3's own layers where they exist. With
     ``vignette``, also a dark vignette (a dermoscope's round field) with probability 0.3: brightness
@@ -186,16 +183,17 @@ class RobustAugmentation:
     VIGNETTE_POWER = (1.5, 3.5)
     VIGNETTE_SHIFT = 0.1
 
-    def __init__(self, seed=None, vignette: bool = False):
+    def __init__(self, seed=None, vignette: bool = False, crop: bool = True):
         import keras
 
         self.vignette = vignette
+        self.crop = crop
 
         seeds = [None] * 4 if seed is None else [seed + k for k in range(4)]
         self.geometry = keras.Sequential([
             keras.layers.RandomFlip("horizontal_and_vertical", seed=seeds[0]),
             keras.layers.RandomRotation(0.5, fill_mode="reflect", seed=seeds[1]),
-        ], name="geometry")
+        ], name="geometry") if crop else augmenter(seed)
         self.colour = keras.Sequential([
             keras.layers.RandomColorJitter(value_range=(0, 255), brightness_factor=0.1, contrast_factor=0.25,
                                            saturation_factor=(0.3, 0.7), hue_factor=0.04, seed=seeds[2]),
@@ -225,12 +223,13 @@ class RobustAugmentation:
 
         n = tf.shape(images)[0]
         size = tf.shape(images)[1:3]
-        area = tf.random.uniform((n,), *self.SCALE)
-        ratio = tf.exp(tf.random.uniform((n,), math.log(self.RATIO[0]), math.log(self.RATIO[1])))
-        height, width = tf.minimum(tf.sqrt(area / ratio), 1.0), tf.minimum(tf.sqrt(area * ratio), 1.0)
-        top, left = tf.random.uniform((n,)) * (1 - height), tf.random.uniform((n,)) * (1 - width)
-        boxes = tf.stack([top, left, top + height, left + width], axis=1)
-        images = tf.image.crop_and_resize(images, boxes, tf.range(n), size)
+        if self.crop:
+            area = tf.random.uniform((n,), *self.SCALE)
+            ratio = tf.exp(tf.random.uniform((n,), math.log(self.RATIO[0]), math.log(self.RATIO[1])))
+            height, width = tf.minimum(tf.sqrt(area / ratio), 1.0), tf.minimum(tf.sqrt(area * ratio), 1.0)
+            top, left = tf.random.uniform((n,)) * (1 - height), tf.random.uniform((n,)) * (1 - width)
+            boxes = tf.stack([top, left, top + height, left + width], axis=1)
+            images = tf.image.crop_and_resize(images, boxes, tf.range(n), size)
         images = self.geometry(images, training=True)
         images = self.colour(images, training=True)
         gamma = tf.exp(tf.random.uniform((n, 1, 1, 1), math.log(self.GAMMA[0]), math.log(self.GAMMA[1])))
@@ -255,6 +254,16 @@ class RobustAugmentation:
                             / math.sqrt(2), 1.0)
         depth = uniform(self.VIGNETTE_DEPTH) * tf.cast(uniform((0, 1)) < self.P_VIGNETTE, tf.float32)
         return 1.0 - depth * radius ** uniform(self.VIGNETTE_POWER)
+
+
+# Training augmentations by name: None is the paper's (``augmenter``), a dict is RobustAugmentation's options.
+# "paper-photometric" keeps the paper's geometry and adds every photometric change of the robust one.
+AUGMENTATIONS = {
+    "paper": None,
+    "robust": {},
+    "robust-vignette": {"vignette": True},
+    "paper-photometric": {"vignette": True, "crop": False},
+}
 
 
 def mixup(image, metadata, label, alpha: float, seed=None):
@@ -284,25 +293,25 @@ def make_dataset(images, metadata, y, batch_size: int, training: bool, blank_pro
                  seed: int | None = None, mixup_alpha: float = 0.0, augmentation: str = "paper"):
     """A tf.data pipeline of ``({"image", "metadata"}, one-hot label)`` batches.
 
-    Training shuffles, augments images (``augmentation``: "paper", "robust" or "robust-vignette", see
-    RobustAugmentation), blanks metadata fields and, with ``mixup_alpha`` > 0, applies mixup;
+    Training shuffles, augments images (``augmentation``: a name in AUGMENTATIONS), blanks metadata fields and, with ``mixup_alpha`` > 0, applies mixup;
     evaluation does none of these.
     """
     import tensorflow as tf
 
     if augmentation not in AUGMENTATIONS:
-        raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, not {augmentation!r}")
+        raise ValueError(f"augmentation must be one of {tuple(AUGMENTATIONS)}, not {augmentation!r}")
+    options = AUGMENTATIONS[augmentation]
+    robust = None if options is None else RobustAugmentation(seed, **options)
     onehot = np.eye(len(CLASSES), dtype=np.float32)[y]
     ds = tf.data.Dataset.from_tensor_slices((images, metadata.astype(np.float32), onehot))
     if training:
         ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
-        if augmentation.startswith("robust"):
-            robust = RobustAugmentation(seed, vignette=augmentation == "robust-vignette")
+        if robust is not None:
             ds = ds.map(lambda image, meta, label: (robust.per_image(image), meta, label),
                         num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size)
     if training:
-        augment = robust if augmentation.startswith("robust") else augmenter(seed)
+        augment = augmenter(seed) if robust is None else robust
 
         def train_map(image, meta, label):
             image = augment(tf.cast(image, tf.float32), training=True)

@@ -49,7 +49,7 @@ class TrainConfig:
     distill_weight: float = 0.7
     distill_temperature: float = 2.0
     lr_schedule: str = "plateau"  # plateau: x0.2 when val BA stalls | cosine: decay to 0 over the epochs
-    augmentation: str = "paper"  # paper | robust | robust-vignette (data.RobustAugmentation)
+    augmentation: str = "paper"  # a name in data.AUGMENTATIONS
     colour_constancy: float = 0.0  # Minkowski power of a Shades of Gray input layer (0: none; 6 as ISIC winners)
     detail_side: int | None = None  # training images' detail level (shorter side, px); None: measured from the data
     isic2017: str | None = None  # an ISIC 2017 folder whose train split is trained on beside HAM10000

@@ -1,6 +1,7 @@
-"""The training pipeline's input transforms: metadata blanking and mixup."""
+"""The training pipeline's input transforms: metadata blanking, mixup and the augmentations."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from skin_core import data
@@ -83,9 +84,23 @@ def test_vignette_darkens_corners_of_about_its_share_of_images():
     np.testing.assert_array_equal(falloff[~vignetted], 1.0)
 
 
-def test_robust_vignette_batches_stay_in_range():
+@pytest.mark.parametrize("augmentation", list(data.AUGMENTATIONS))
+def test_augmented_batches_stay_in_range(augmentation):
     images = np.full((8, 32, 32, 3), 200, "uint8")
     ds = data.make_dataset(images, _metadata(8), np.arange(8) % len(CLASSES), 8, True, seed=4,
-                           augmentation="robust-vignette")
+                           augmentation=augmentation)
     batch = next(iter(ds))[0]["image"].numpy()
     assert batch.shape == (8, 32, 32, 3) and batch.min() >= 0 and batch.max() <= 255.001
+
+
+def test_paper_photometric_changes_colour_where_the_paper_recipe_only_moves_pixels():
+    images = np.full((16, 32, 32, 3), 200, "uint8")  # uniform: geometry alone cannot change a value
+
+    def batch(augmentation):
+        ds = data.make_dataset(images, _metadata(16), np.arange(16) % len(CLASSES), 16, True, seed=5,
+                               augmentation=augmentation)
+        return next(iter(ds))[0]["image"].numpy()
+
+    np.testing.assert_allclose(batch("paper"), 200, atol=1e-3)
+    means = batch("paper-photometric").mean(axis=(1, 2, 3))
+    assert np.abs(means - 200).max() > 5 and means.std() > 1, "brightness, gamma or vignette vary per image"
