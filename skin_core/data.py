@@ -165,11 +165,12 @@ class RobustAugmentation:
     """Augmentation for photos from other clinics and dermoscopes (batched, 0..255 float images).
 
     Random resized crop (scale 0.35-1, aspect 3/4-4/3) from the stored image (with ``crop=False``
-    the paper's milder shift and zoom instead), every rotation and flip, colour jitter (brightness, contrast, saturation, hue), a random gamma (0.7-1.4), Gaussian
-    blur, and, per image before batching, JPEG re-compression (quality 30-95) and a downscale to
-    40-80 % and back, each with probability 0.3. Keras 3's own layers where they exist. With
-    ``vignette``, also a dark vignette (a dermoscope's round field) with probability 0.3: brightness
-    falls towards the corners by up to 0.2-0.9, centre moved by up to 10 %, falloff power 1.5-3.5.
+    the paper's milder shift and zoom instead), every rotation and flip, colour jitter (brightness,
+    contrast, saturation, hue), a random gamma (0.7-1.4), Gaussian blur, and, per image before
+    batching, JPEG re-compression (quality 30-95) and a downscale to 40-80 % and back, each with
+    probability 0.3. Keras 3's own layers where they exist. With ``vignette``, also a dark vignette
+    (a dermoscope's round field) with probability 0.3: brightness falls towards the corners by up to
+    0.2-0.9, centre moved by up to 10 %, falloff power 1.5-3.5.
     """
 
     SCALE = (0.35, 1.0)
@@ -293,15 +294,15 @@ def make_dataset(images, metadata, y, batch_size: int, training: bool, blank_pro
                  seed: int | None = None, mixup_alpha: float = 0.0, augmentation: str = "paper"):
     """A tf.data pipeline of ``({"image", "metadata"}, one-hot label)`` batches.
 
-    Training shuffles, augments images (``augmentation``: a name in AUGMENTATIONS), blanks metadata fields and, with ``mixup_alpha`` > 0, applies mixup;
-    evaluation does none of these.
+    Training shuffles, augments images (``augmentation``: a name in AUGMENTATIONS), blanks metadata
+    fields and, with ``mixup_alpha`` > 0, applies mixup; evaluation does none of these.
     """
     import tensorflow as tf
 
     if augmentation not in AUGMENTATIONS:
         raise ValueError(f"augmentation must be one of {tuple(AUGMENTATIONS)}, not {augmentation!r}")
     options = AUGMENTATIONS[augmentation]
-    robust = None if options is None else RobustAugmentation(seed, **options)
+    robust = RobustAugmentation(seed, **options) if training and options is not None else None
     onehot = np.eye(len(CLASSES), dtype=np.float32)[y]
     ds = tf.data.Dataset.from_tensor_slices((images, metadata.astype(np.float32), onehot))
     if training:
