@@ -60,13 +60,16 @@ def _evaluate(args) -> int:
                                      "test_specificity": point["specificity"]})
     print(f"wrote {args.bundle}/metrics_{args.split}.json")
     if args.shifts:
-        shifts = evaluate_shifts(bundle, args.data, args.split, args.split_file)
-        print(f"{'shift':<20} {'bal.acc':>7} {'drop':>6} {'AUC':>6} {'mel sens':>8} {'mel spec':>8}  (metadata unknown)")
-        for row in shifts["shifts"]:
-            print(f"{row['name']:<20} {row['balanced_accuracy']:7.4f} {row['balanced_accuracy_drop']:6.3f} "
-                  f"{row['macro_auc']:6.4f} {_number(row['melanoma_sensitivity']):>8} {_number(row['melanoma_specificity']):>8}")
-        print(f"worst shift: {shifts['worst_shift']}; wrote {args.bundle}/metrics_shift_{args.split}.json")
+        _print_shifts(evaluate_shifts(bundle, args.data, args.split, args.split_file), args.bundle)
     return 0
+
+
+def _print_shifts(shifts: dict, bundle_path) -> None:
+    print(f"{'shift':<20} {'bal.acc':>7} {'drop':>6} {'AUC':>6} {'mel sens':>8} {'mel spec':>8}  (metadata unknown)")
+    for row in shifts["shifts"]:
+        print(f"{row['name']:<20} {row['balanced_accuracy']:7.4f} {row['balanced_accuracy_drop']:6.3f} "
+              f"{row['macro_auc']:6.4f} {_number(row['melanoma_sensitivity']):>8} {_number(row['melanoma_specificity']):>8}")
+    print(f"worst shift: {shifts['worst_shift']}; wrote {bundle_path}/metrics_shift_{shifts['split']}.json")
 
 
 def _ensemble(args) -> int:
@@ -111,12 +114,14 @@ def _referral(args) -> int:
     from .bundle import ModelBundle
     from .evaluation import choose_referral
 
-    referral = choose_referral(ModelBundle.open(args.bundle), args.data, args.isic2017, args.split_file, args.sensitivity)
+    referral, shifts = choose_referral(ModelBundle.open(args.bundle), args.data, args.isic2017, args.split_file,
+                                       args.sensitivity)
     for name, point in referral["val_conditions"].items():
         print(f"{name:<40} sensitivity {point['sensitivity']:.4f} specificity {point['specificity']:.4f}")
     others = ", ".join(f"{k}: threshold {v['threshold']:.4f}, clean val specificity {v['val_specificity']:.4f}"
                        for k, v in referral["alternatives"].items())
     print(f"chose {referral['score']} >= {referral['threshold']:.4f} ({others}); stored in {args.bundle}/card.json")
+    _print_shifts(shifts, args.bundle)
     return 0
 
 
@@ -359,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--split-file", default=str(SPLIT_FILE))
     n.set_defaults(run=_ensemble)
 
-    f = sub.add_parser("referral", help="choose the melanoma referral threshold on validation and store it in the card")
+    f = sub.add_parser("referral", help="choose the melanoma referral threshold on validation and store it in the card; "
+                                        "rewrites the val shift tests (metrics_shift_val.json) at it")
     f.add_argument("bundle")
     f.add_argument("--data", required=True, help="HAM10000 folder")
     f.add_argument("--isic2017", help="ISIC 2017 folder: its val split joins the validation conditions")

@@ -207,19 +207,29 @@ def evaluate_shifts(bundle, data_dir, split: str, split_file=None) -> dict:
     melanoma sensitivity / specificity at the referral rule; the worst shift named. Writes
     ``metrics_shift_<split>.json``."""
     from . import data
-    from .bundle import write_json
     from .referral import ReferralRule
-    from .shifts import SHIFTS
 
     rows = _split_rows(data_dir, split, split_file)
-    y, photos, model = data.labels(rows), decoded_images(rows["path"]), bundle.load_model()
-    rule = ReferralRule.from_card(bundle.card)
-    unknown = _unknown_metadata(len(y))
-    results = []
-    for shift in SHIFTS:
-        probabilities = calibrated_probabilities(model, bundle, prepared(bundle, photos, shift), unknown)
-        results.append({"name": shift.name, "description": shift.description,
-                        **melanoma_summary(y, probabilities, rule)})
+    y = data.labels(rows)
+    per_shift = shifted_probabilities(bundle.load_model(), bundle, decoded_images(rows["path"]), _unknown_metadata(len(y)))
+    return shift_report(bundle, split, y, per_shift, ReferralRule.from_card(bundle.card))
+
+
+def shifted_probabilities(model, bundle, photos: list[np.ndarray], metadata: np.ndarray) -> list[np.ndarray]:
+    """Calibrated probabilities of the photos under each shift of ``shifts.SHIFTS`` (the first: clean)."""
+    from .shifts import SHIFTS
+
+    return [calibrated_probabilities(model, bundle, prepared(bundle, photos, shift), metadata) for shift in SHIFTS]
+
+
+def shift_report(bundle, split: str, y: np.ndarray, per_shift: list[np.ndarray], rule) -> dict:
+    """The shift tests' table from each shift's probabilities (``shifted_probabilities``); writes
+    ``metrics_shift_<split>.json``."""
+    from .bundle import write_json
+    from .shifts import SHIFTS
+
+    results = [{"name": shift.name, "description": shift.description, **melanoma_summary(y, probabilities, rule)}
+               for shift, probabilities in zip(SHIFTS, per_shift)]
     clean = results[0]["balanced_accuracy"]
     for row in results:
         row["balanced_accuracy_drop"] = clean - row["balanced_accuracy"]
@@ -302,23 +312,25 @@ def evaluate_bundle(bundle, data_dir, split: str, split_file=None, bootstrap: in
 
 
 def choose_referral(bundle, data_dir, isic2017=None, split_file=None,
-                    sensitivity: float = TARGET_SENSITIVITY) -> dict:
+                    sensitivity: float = TARGET_SENSITIVITY) -> tuple[dict, dict]:
     """Choose the melanoma referral rule on validation data only and store it in the card.
 
     Conditions: HAM10000 val under every shift (metadata unknown), HAM10000 val with the patients'
     records, and ISIC 2017 val when given. For each score (p(mel), or the malignant sum) the threshold
     is the lowest of the per-condition thresholds that keep ``sensitivity`` in each condition, so the
     rule holds on every validation condition, not only on average; the score with the higher
-    specificity on clean HAM10000 val (metadata unknown) is kept.
+    specificity on clean HAM10000 val (metadata unknown) is kept. The val shift tests come from the same
+    predictions: ``metrics_shift_val.json`` is rewritten at the new rule. Returns the rule's card entry and
+    the val shift tests.
     """
     from . import data
+    from .referral import ReferralRule
     from .shifts import SHIFTS
 
     rows = _split_rows(data_dir, "val", split_file)
     y, photos, model = data.labels(rows), decoded_images(rows["path"]), bundle.load_model()
-    unknown = _unknown_metadata(len(y))
-    conditions = {f"ham10000 val, {shift.name}": (calibrated_probabilities(model, bundle, prepared(bundle, photos, shift), unknown), y)
-                  for shift in SHIFTS}
+    per_shift = shifted_probabilities(model, bundle, photos, _unknown_metadata(len(y)))
+    conditions = {f"ham10000 val, {shift.name}": (p, y) for shift, p in zip(SHIFTS, per_shift)}
     conditions["ham10000 val, with metadata"] = (
         calibrated_probabilities(model, bundle, prepared(bundle, photos), data.encode_metadata(rows)), y)
     if isic2017:
@@ -346,7 +358,7 @@ def choose_referral(bundle, data_dir, isic2017=None, split_file=None,
                          for k, c in candidates.items()},
     }
     bundle.update_card(referral=referral)
-    return referral
+    return referral, shift_report(bundle, "val", y, per_shift, ReferralRule.from_card(bundle.card))
 
 
 def measure_tta(bundle, data_dir, split: str = "val", split_file=None) -> dict:

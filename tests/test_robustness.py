@@ -196,6 +196,10 @@ def test_robust_recipe_end_to_end(synthetic_data, external_root, tmp_path):
     rule = json.loads((out / "card.json").read_text())["referral"]
     assert rule["score"] in referral.SCORES and rule["val_sensitivity"] >= 0.95
     assert all(point["sensitivity"] >= 0.95 for point in rule["val_conditions"].values())
+    val_shifts = json.loads((out / "metrics_shift_val.json").read_text())  # the same predictions, at the new rule
+    assert val_shifts["referral"]["threshold"] == rule["threshold"]
+    assert [r["melanoma_sensitivity"] for r in val_shifts["shifts"]] == [
+        rule["val_conditions"][f"ham10000 val, {s.name}"]["sensitivity"] for s in SHIFTS]
 
     assert main(["evaluate", str(out), "--split", "test", "--bootstrap", "0", "--shifts", *common]) == 0
     shifts = json.loads((out / "metrics_shift_test.json").read_text())
