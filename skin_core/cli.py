@@ -303,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="bundle directory to write")
     t.add_argument("--init", default="none", help="imagenet | none | path to a no-top .weights.h5 file")
     t.add_argument("--preprocessing", choices=["tf", "torch", "caffe", "none"],
-                   help="input scaling; default: the registry's (use torch for torchvision weights)")
+                   help="input scaling; default: the registry's; required with --init PATH "
+                        "(torch for torchvision conversions such as ../shared/weights)")
     t.add_argument("--image-size", type=int)
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--batch-size", type=int, default=32)

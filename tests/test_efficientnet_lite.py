@@ -175,7 +175,8 @@ def test_conversion_round_trip(tmp_path):
                                    if not n.startswith("_fc.") and not n.endswith("num_batches_tracked")])
     np.testing.assert_array_equal(np.sort(keras_values), np.sort(torch_values))
     # ... and the file initialises the registry model (`train --init PATH`).
-    classifier = build_model("EfficientNetLite0", 64, init=str(tmp_path / "lite0.weights.h5"), meta_units=8)
+    classifier = build_model("EfficientNetLite0", 64, init=str(tmp_path / "lite0.weights.h5"), preprocessing="tf",
+                             meta_units=8)
     np.testing.assert_array_equal(classifier.get_layer("block7a_project_conv").kernel,
                                   model.get_layer("block7a_project_conv").kernel)
 

@@ -72,6 +72,13 @@ def test_soft_attention_equals_a_3d_convolution():
     np.testing.assert_allclose(np.asarray(alpha).reshape(1, 16), maps.sum(axis=-1), rtol=1e-5)
 
 
+def test_local_weights_file_needs_its_input_scaling(tmp_path):
+    # The shared MobileNetV2 file is a torchvision conversion: the registry's default ("tf") would train
+    # on wrongly scaled inputs without an error, so a local file must come with its scaling.
+    with pytest.raises(ValueError, match="does not say how its inputs were scaled"):
+        build_model("MobileNetV2", 96, init=str(tmp_path / "backbone.weights.h5"), meta_units=8)
+
+
 def test_local_weights_file_initialises_the_backbone():
     from conftest import MOBILENET_V2_WEIGHTS
 
