@@ -48,7 +48,9 @@ def test_compiled_cam_matches_tf_keras_vis(classifier, plus_plus):
         expected = reference(CategoricalScore([sc.CLASSES.index("mel")]), [x, meta], penultimate_layer=layer,
                              seek_penultimate_conv_layer=False, expand_cam=False, normalize_cam=True)
         got = mine._compiled(x, meta, target).numpy()
-        np.testing.assert_allclose(got, np.asarray(expected)[0], atol=1e-4)
+        # Grad-CAM++ weighs the 2nd and 3rd powers of the gradients, so float32 summation order (our graph vs
+        # tf-keras-vis's clone) shows: up to 4.4e-4 on EfficientNet-Lite0's 12x12 grid; a real error is ~0.1.
+        np.testing.assert_allclose(got, np.asarray(expected)[0], atol=1e-3 if plus_plus else 1e-4)
 
 
 @pytest.mark.parametrize("method", explain.METHODS)
