@@ -38,7 +38,7 @@ def build_model(
     ``colour_constancy`` is the Minkowski power of a Shades of Gray layer at the input (None: none).
     """
     spec = get_architecture(name)
-    if init not in ("imagenet", "none", None) and preprocessing is None:
+    if init not in (*INIT_CHOICES, None) and preprocessing is None:
         # The registry's scaling is that of Keras's own ImageNet weights; a converted file may want
         # another (torchvision's: --preprocessing torch), and a wrong one trains silently, only worse.
         raise ValueError(f"{init} does not say how its inputs were scaled: pass preprocessing "
