@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from synthetic import lesion_image
 
 import skin_core as sc
@@ -47,10 +48,13 @@ def test_compiled_cam_matches_tf_keras_vis(classifier, plus_plus):
         mine = mine or (explain.GradCamPlusPlus if plus_plus else explain.GradCam)(classifier, layer)
         expected = reference(CategoricalScore([sc.CLASSES.index("mel")]), [x, meta], penultimate_layer=layer,
                              seek_penultimate_conv_layer=False, expand_cam=False, normalize_cam=True)
+        eager = mine._cam(*map(tf.constant, (x, meta, target))).numpy()
+        np.testing.assert_allclose(eager, np.asarray(expected)[0], atol=1e-4)  # the maths, on the same activations
+        # The compiled graph fuses ops (oneDNN), moving the activations by ~5e-6 relative; Grad-CAM++'s alpha
+        # denominators 2g^2 + g^3 * sum(A) can cancel to 0.3 % of their terms and amplify that to 4.4e-4 on
+        # EfficientNet-Lite0's 12x12 grid (plain Grad-CAM: 4e-6). A wrong formula moves the map by ~0.1.
         got = mine._compiled(x, meta, target).numpy()
-        # Grad-CAM++ weighs the 2nd and 3rd powers of the gradients, so float32 summation order (our graph vs
-        # tf-keras-vis's clone) shows: up to 4.4e-4 on EfficientNet-Lite0's 12x12 grid; a real error is ~0.1.
-        np.testing.assert_allclose(got, np.asarray(expected)[0], atol=1e-3 if plus_plus else 1e-4)
+        np.testing.assert_allclose(got, eager, atol=1e-3 if plus_plus else 1e-4)
 
 
 @pytest.mark.parametrize("method", explain.METHODS)
