@@ -19,7 +19,7 @@ from skin_core.evaluation import apply_temperature, calibrated_probabilities
 from skin_core.classifier import softmax
 from skin_core.images import dihedral, resize_for_model
 
-ENSEMBLE = "mobilenetv2-192-ensemble"
+ENSEMBLE = "mobilenetv2-lite0-192-ensemble"  # the served one
 
 
 @pytest.fixture(scope="module")
