@@ -324,9 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--distill-temperature", type=float, default=2.0)
     t.add_argument("--lr-schedule", choices=["plateau", "cosine"], default="plateau")
     t.add_argument("--augmentation", choices=list(AUGMENTATIONS), default="paper",
-                   help="paper: rotation, shifts, zoom, flips; robust: + random resized crop, colour jitter, gamma, "
-                        "blur, downscale, JPEG (for photos from other clinics); robust-vignette: + a dark vignette; "
-                        "paper-photometric: the paper's geometry with robust-vignette's photometric changes")
+                   help="; ".join(f"{name}: {a.description}" for name, a in AUGMENTATIONS.items()))
     t.add_argument("--colour-constancy", type=float, default=0.0,
                    help="Minkowski power of a Shades of Gray layer at the input (6 as the ISIC winners; 0: none)")
     t.add_argument("--detail-side", type=int, help="training images' detail level in px (default: measured)")

@@ -13,6 +13,7 @@ The external sets carry no patient record: every field is unknown.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -257,13 +258,21 @@ class RobustAugmentation:
         return 1.0 - depth * radius ** uniform(self.VIGNETTE_POWER)
 
 
-# Training augmentations by name: None is the paper's (``augmenter``), a dict is RobustAugmentation's options.
-# "paper-photometric" keeps the paper's geometry and adds every photometric change of the robust one.
+@dataclass(frozen=True)
+class Augmentation:
+    """A training augmentation: ``options`` None is the paper's (``augmenter``), a dict is RobustAugmentation's."""
+
+    options: dict | None
+    description: str
+
+
 AUGMENTATIONS = {
-    "paper": None,
-    "robust": {},
-    "robust-vignette": {"vignette": True},
-    "paper-photometric": {"vignette": True, "crop": False},
+    "paper": Augmentation(None, "rotation, shifts, zoom, flips (Nguyen et al.)"),
+    "robust": Augmentation({}, "random resized crop, every rotation and flip, colour jitter, gamma, blur, "
+                               "downscale, JPEG (for photos from other clinics)"),
+    "robust-vignette": Augmentation({"vignette": True}, "robust + a dark vignette"),
+    "paper-photometric": Augmentation({"vignette": True, "crop": False},
+                                      "the paper's geometry with robust-vignette's photometric changes"),
 }
 
 
@@ -301,7 +310,7 @@ def make_dataset(images, metadata, y, batch_size: int, training: bool, blank_pro
 
     if augmentation not in AUGMENTATIONS:
         raise ValueError(f"augmentation must be one of {tuple(AUGMENTATIONS)}, not {augmentation!r}")
-    options = AUGMENTATIONS[augmentation]
+    options = AUGMENTATIONS[augmentation].options
     robust = RobustAugmentation(seed, **options) if training and options is not None else None
     onehot = np.eye(len(CLASSES), dtype=np.float32)[y]
     ds = tf.data.Dataset.from_tensor_slices((images, metadata.astype(np.float32), onehot))
