@@ -7,13 +7,14 @@ can be installed. A ``.pth`` file is pickled tensors referring to raw storages, 
 executes nothing but the few torch constructors a state dict needs.
 
     python -m skin_core.convert_weights efficientnet-lite0 --pth efficientnet-lite0-57934424.pth \\
-        --out efficientnet_lite0_imagenet_notop.weights.h5
+        --out efficientnet_lite0_imagenet_notop.weights.h5   # also efficientnet-lite1, efficientnet-lite2
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import pickle
 import zipfile
 
@@ -101,24 +102,24 @@ def load_torch_state_dict(path) -> dict[str, np.ndarray]:
 _EFFICIENTNET_LITE_CLASSIFIER = ("_fc.weight", "_fc.bias")  # the ImageNet top, not part of the feature extractor
 
 
-def _efficientnet_lite_modules() -> dict[str, str]:
+def _efficientnet_lite_modules(variant: int) -> dict[str, str]:
     """Keras layer name -> module name in efficientnet_lite_pytorch (lukemelas's EfficientNet-PyTorch layout)."""
     from .efficientnet_lite import block_names
 
     names = {"stem_conv": "_conv_stem", "stem_bn": "_bn0", "top_conv": "_conv_head", "top_bn": "_bn1"}
     parts = {"expand_conv": "_expand_conv", "expand_bn": "_bn0", "dwconv": "_depthwise_conv", "bn": "_bn1",
              "project_conv": "_project_conv", "project_bn": "_bn2"}
-    for i, block in enumerate(block_names()):
+    for i, block in enumerate(block_names(variant)):
         names.update({f"{block}_{keras_part}": f"_blocks.{i}.{torch_part}" for keras_part, torch_part in parts.items()})
     return names
 
 
-def assign_efficientnet_lite0(model, state_dict: dict[str, np.ndarray]) -> None:
-    """Sets every weight of a Keras ``EfficientNetLite0`` from the torch state dict, or raises naming what
-    does not fit: a Keras layer without its tensors, a torch tensor left over, a shape that differs."""
+def assign_efficientnet_lite(model, state_dict: dict[str, np.ndarray], variant: int = 0) -> None:
+    """Sets every weight of a Keras ``EfficientNetLite<variant>`` from the torch state dict, or raises naming
+    what does not fit: a Keras layer without its tensors, a torch tensor left over, a shape that differs."""
     import keras
 
-    modules = _efficientnet_lite_modules()
+    modules = _efficientnet_lite_modules(variant)
     used, missing, unmapped = set(), [], []
     for layer in model.layers:
         if not layer.weights:
@@ -146,21 +147,21 @@ def assign_efficientnet_lite0(model, state_dict: dict[str, np.ndarray]) -> None:
     unused = sorted(n for n in state_dict
                     if n not in used and n not in _EFFICIENTNET_LITE_CLASSIFIER and not n.endswith(".num_batches_tracked"))
     if missing or unused or unmapped:
-        raise ValueError(f"state dict does not match EfficientNetLite0: missing {missing}, unused {unused}, "
+        raise ValueError(f"state dict does not match EfficientNetLite{variant}: missing {missing}, unused {unused}, "
                          f"Keras layers without a torch module {unmapped}")
 
 
-def convert_efficientnet_lite0(pth_path, out_path):
-    """Writes the no-top EfficientNetLite0 with the .pth file's weights to ``out_path`` (a .weights.h5 file)."""
-    from .efficientnet_lite import EfficientNetLite0
+def convert_efficientnet_lite(variant: int, pth_path, out_path):
+    """Writes the no-top EfficientNetLite<variant> with the .pth file's weights to ``out_path`` (.weights.h5)."""
+    from .efficientnet_lite import EfficientNetLite
 
-    model = EfficientNetLite0(include_top=False, weights=None, input_shape=(224, 224, 3))
-    assign_efficientnet_lite0(model, load_torch_state_dict(pth_path))
+    model = EfficientNetLite(variant, include_top=False, weights=None, input_shape=(224, 224, 3))
+    assign_efficientnet_lite(model, load_torch_state_dict(pth_path), variant)
     model.save_weights(out_path)
     return model
 
 
-CONVERTERS = {"efficientnet-lite0": convert_efficientnet_lite0}
+CONVERTERS = {f"efficientnet-lite{v}": functools.partial(convert_efficientnet_lite, v) for v in (0, 1, 2)}
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m skin_core.convert_weights", description=__doc__.splitlines()[0])

