@@ -318,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--label-smoothing", type=float, default=0.0)
     t.add_argument("--mixup-alpha", type=float, default=0.0, help="mixup Beta(alpha, alpha); 0: off")
     t.add_argument("--bn-momentum", type=float, help="batch-norm momentum override (e.g. 0.9 from scratch)")
+    t.add_argument("--zero-head", action="store_true",
+                   help="start the classifier at zero: equal probabilities, not confident random guesses")
     t.add_argument("--warm-start", help="bundle of the same backbone and size whose weights start training")
     t.add_argument("--teacher", help="bundle to distil from (knowledge distillation)")
     t.add_argument("--distill-weight", type=float, default=0.7, help="share of the teacher's term in the loss")

@@ -10,6 +10,7 @@ and a 7-way softmax. Every model has the same named interface the rest of the co
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 from .layers import AttentionResidual, CalibratedMean, DihedralViews, Preprocess, ShadesOfGray, SoftAttention
@@ -66,6 +67,14 @@ def build_model(
             if isinstance(layer, layers.BatchNormalization):
                 layer.momentum = bn_momentum
     return model
+
+
+def zero_classifier(model: keras.Model) -> None:
+    """Start the 7-way classifier at zero (as BiT does for transfer, Kolesnikov et al. 2020): training begins
+    from equal probabilities instead of the confident random guesses a Glorot kernel makes of large
+    ImageNet features (EfficientNet-Lite's: a first-batch loss of 7.7 against ln 7 = 1.95)."""
+    layer = model.get_layer("probabilities")
+    layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
 
 
 def _backbone(spec: Architecture, x, init: str):

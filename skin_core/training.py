@@ -44,6 +44,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     mixup_alpha: float = 0.0  # 0: no mixup
     bn_momentum: float | None = None  # override batch-norm momentum (useful when training from scratch)
+    zero_head: bool = False  # start the classifier at zero (models.zero_classifier)
     warm_start: str | None = None  # a bundle of the same architecture and size whose weights start training
     teacher: str | None = None  # a bundle to distil from (see distillation.py)
     distill_weight: float = 0.7
@@ -96,7 +97,7 @@ def train(config: TrainConfig) -> ModelBundle:
 
     from .distillation import Distiller
     from .losses import BalancedAccuracy, WeightedCategoricalCrossentropy, class_weights
-    from .models import build_model
+    from .models import build_model, zero_classifier
 
     keras.utils.set_random_seed(config.seed)
     spec = get_architecture(config.backbone)
@@ -137,6 +138,8 @@ def train(config: TrainConfig) -> ModelBundle:
 
     student = build_model(spec.name, size, config.init, config.preprocessing, config.meta_units, config.heads,
                           bn_momentum=config.bn_momentum, colour_constancy=config.colour_constancy or None)
+    if config.zero_head:
+        zero_classifier(student)
     if config.warm_start:
         student.set_weights(ModelBundle.open(config.warm_start).load_network().get_weights())
     hard_loss = WeightedCategoricalCrossentropy(weights, config.label_smoothing)

@@ -90,3 +90,14 @@ def test_local_weights_file_initialises_the_backbone():
     reference = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(96, 96, 3))
     reference.load_weights(MOBILENET_V2_WEIGHTS)
     np.testing.assert_array_equal(model.get_layer("Conv1").get_weights()[0], reference.get_layer("Conv1").get_weights()[0])
+
+
+def test_zero_classifier_starts_from_equal_probabilities():
+    from skin_core.models import zero_classifier
+
+    model = build_model("MobileNetV3Small", 64, meta_units=8, heads=2)
+    x = [np.random.default_rng(0).uniform(0, 255, (3, 64, 64, 3)).astype("float32"),
+         np.random.default_rng(1).uniform(0, 1, (3, META_DIM)).astype("float32")]
+    assert np.ptp(np.asarray(model.predict(x, verbose=0))) > 1e-3  # a Glorot kernel: unequal guesses
+    zero_classifier(model)
+    np.testing.assert_allclose(np.asarray(model.predict(x, verbose=0)), 1 / 7, rtol=1e-6)
