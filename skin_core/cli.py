@@ -318,9 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--label-smoothing", type=float, default=0.0)
     t.add_argument("--mixup-alpha", type=float, default=0.0, help="mixup Beta(alpha, alpha); 0: off")
     t.add_argument("--bn-momentum", type=float, help="batch-norm momentum override (e.g. 0.9 from scratch)")
-    t.add_argument("--zero-head", action="store_true",
-                   help="start the classifier at zero: equal probabilities, not confident random guesses")
-    t.add_argument("--warm-start", help="bundle of the same backbone and size whose weights start training")
+    start = t.add_mutually_exclusive_group()  # a warm start's weights would replace the zeroed classifier
+    start.add_argument("--zero-head", action="store_true",
+                       help="start the classifier at zero: equal probabilities, not confident random guesses")
+    start.add_argument("--warm-start", help="bundle of the same backbone and size whose weights start training")
     t.add_argument("--teacher", help="bundle to distil from (knowledge distillation)")
     t.add_argument("--distill-weight", type=float, default=0.7, help="share of the teacher's term in the loss")
     t.add_argument("--distill-temperature", type=float, default=2.0)

@@ -92,6 +92,9 @@ def _best_so_far(history_file: Path) -> float | None:
 
 
 def train(config: TrainConfig) -> ModelBundle:
+    if config.zero_head and config.warm_start:
+        raise ValueError("zero_head has no effect with warm_start: the warm start's weights replace the zeroed "
+                         "classifier")
     import keras
     import tensorflow as tf
 

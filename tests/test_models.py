@@ -101,3 +101,11 @@ def test_zero_classifier_starts_from_equal_probabilities():
     assert np.ptp(np.asarray(model.predict(x, verbose=0))) > 1e-3  # a Glorot kernel: unequal guesses
     zero_classifier(model)
     np.testing.assert_allclose(np.asarray(model.predict(x, verbose=0)), 1 / 7, rtol=1e-6)
+
+
+def test_train_refuses_zero_head_with_a_warm_start(tmp_path):
+    from skin_core.training import TrainConfig, train
+
+    with pytest.raises(ValueError, match="zero_head has no effect"):
+        train(TrainConfig("MobileNetV3Small", str(tmp_path), str(tmp_path / "out"), zero_head=True,
+                          warm_start="weights/mobilenetv2-192"))
