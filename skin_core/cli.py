@@ -42,6 +42,20 @@ def _train(args) -> int:
     return 0
 
 
+def _distill(args) -> int:
+    from .function_matching import DistillConfig, distill, finish
+
+    if not args.finish:
+        fields = {k: v for k, v in vars(args).items() if k in DistillConfig.__dataclass_fields__ and v is not None}
+        if args.minutes is not None:
+            fields["epochs"] = None
+        distill(DistillConfig(**fields))
+    if not args.train_only:
+        bundle = finish(args.out, args.data, args.split_file)
+        print(f"bundle written to {bundle.path} (T={bundle.temperature:.3f})")
+    return 0
+
+
 def _evaluate(args) -> int:
     from .bundle import ModelBundle
     from .evaluation import evaluate_bundle, evaluate_shifts
@@ -338,6 +352,33 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=1)
     t.add_argument("--verbose", type=int, choices=[0, 1, 2])
     t.set_defaults(run=_train)
+
+    d = sub.add_parser("distill", help="function matching: a student learns only a teacher bundle's "
+                       "probabilities on shared strong views (any Keras backend; JAX on a GPU)")
+    d.add_argument("--teacher", required=True, help="bundle (or ensemble) to match")
+    d.add_argument("--backbone", required=True, help="the student, a name from the registry")
+    d.add_argument("--data", required=True, help="HAM10000 folder: train images to match on, val for --finish")
+    d.add_argument("--out", required=True, help="bundle directory to write")
+    d.add_argument("--image-size", type=int, default=192, help="the teacher's input size")
+    length = d.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int, default=300, help="length of the cosine schedule")
+    length.add_argument("--minutes", type=float, help="instead of --epochs: fit the schedule to this wall time")
+    d.add_argument("--batch-size", type=int, default=256)
+    d.add_argument("--learning-rate", type=float, default=2e-3)
+    d.add_argument("--weight-decay", type=float, default=0.02)
+    d.add_argument("--blank-probability", type=float, default=0.5)
+    d.add_argument("--mixup-alpha", type=float, default=1.0)
+    d.add_argument("--colour-constancy", type=float, default=6.0)
+    d.add_argument("--warm-start", help="bundle of the student's backbone whose weights start the run (sizes may differ)")
+    d.add_argument("--meta-units", type=int, default=4096)
+    d.add_argument("--heads", type=int, default=16)
+    d.add_argument("--split-file", default=str(SPLIT_FILE))
+    d.add_argument("--seed", type=int, default=1)
+    d.add_argument("--verbose", type=int, choices=[0, 1, 2], default=0)
+    stage = d.add_mutually_exclusive_group()
+    stage.add_argument("--train-only", action="store_true", help="stop after training (no validation images here)")
+    stage.add_argument("--finish", action="store_true", help="only write the bundle from OUT/training")
+    d.set_defaults(run=_distill)
 
     e = sub.add_parser("evaluate", help="write metrics_<split>.json into a bundle")
     e.add_argument("bundle")

@@ -191,30 +191,10 @@ def train(config: TrainConfig) -> ModelBundle:
     temperature = fit_temperature(val_probabilities, y_val)
     best_epoch, best_value = _best_epoch(out / "history.csv")
     card = {
-        "card_version": CARD_VERSION,
-        "architecture": spec.name,
-        "family": spec.family,
-        "attention_module": spec.attach_reason or "ARL blocks (Zhang et al. 2019)",
-        "attach_layer": spec.attach_layer,
-        "input_size": size,
-        "preprocessing": config.preprocessing or spec.preprocessing,
-        "input": f"RGB, 0..255, brought down to detail_side (shorter side, antialiased, Gaussian sigma {DETAIL_SOFTENING} px) "
-                 "when sharper, then resized (bilinear, aspect not kept) to input_size x input_size",
-        "detail_side": detail_side,
-        "colour_constancy": ({"method": "Shades of Gray (Finlayson & Trezzi 2004), layer colour_constancy",
-                              "power": config.colour_constancy} if config.colour_constancy else None),
+        **network_card(spec, size, config.preprocessing or spec.preprocessing, detail_side, config.colour_constancy,
+                       int(served.count_params())),
         "augmentation": config.augmentation,
-        "classes": list(CLASSES),
-        "metadata": {"layout": "age/100, age-missing, sex one-hot, site one-hot", "age_scale": AGE_SCALE,
-                     "sexes": list(SEXES), "sites": list(SITES)},
-        "layers": {"attention": "attention", "gradcam": "features", "output": "probabilities"},
-        "parameters": int(served.count_params()),
-        "temperature": temperature,
-        "calibration": {
-            "fitted_on": "val",
-            "val_ece_before": expected_calibration_error(val_probabilities, y_val),
-            "val_ece_after": expected_calibration_error(apply_temperature(val_probabilities, temperature), y_val),
-        },
+        **calibration_card(val_probabilities, y_val, temperature),
         "data_source": {"sets": {name: {"folder": Path(folder).name, "train_images": int(len(rows))}
                                  for (name, rows), folder in zip(sources.items(), (config.data, config.isic2017))},
                         "train_images": int(len(y_train)), "val_images": int(len(y_val)), "val_set": "ham10000"},
@@ -230,6 +210,41 @@ def train(config: TrainConfig) -> ModelBundle:
     write_json(out / "card.json", card)
     print(f"bundle written to {out} (best epoch {best_epoch}, val balanced accuracy {best_value:.4f}, T={temperature:.3f})")
     return ModelBundle.open(out)
+
+
+def network_card(spec, size: int, preprocessing: str, detail_side: int, colour_constancy: float, parameters: int) -> dict:
+    """The card fields that say what a trained single network is and how it is fed."""
+    return {
+        "card_version": CARD_VERSION,
+        "architecture": spec.name,
+        "family": spec.family,
+        "attention_module": spec.attach_reason or "ARL blocks (Zhang et al. 2019)",
+        "attach_layer": spec.attach_layer,
+        "input_size": size,
+        "preprocessing": preprocessing,
+        "input": f"RGB, 0..255, brought down to detail_side (shorter side, antialiased, Gaussian sigma {DETAIL_SOFTENING} px) "
+                 "when sharper, then resized (bilinear, aspect not kept) to input_size x input_size",
+        "detail_side": detail_side,
+        "colour_constancy": ({"method": "Shades of Gray (Finlayson & Trezzi 2004), layer colour_constancy",
+                              "power": colour_constancy} if colour_constancy else None),
+        "classes": list(CLASSES),
+        "metadata": {"layout": "age/100, age-missing, sex one-hot, site one-hot", "age_scale": AGE_SCALE,
+                     "sexes": list(SEXES), "sites": list(SITES)},
+        "layers": {"attention": "attention", "gradcam": "features", "output": "probabilities"},
+        "parameters": parameters,
+    }
+
+
+def calibration_card(val_probabilities, y_val, temperature: float) -> dict:
+    """The temperature fitted on validation and what it did to the calibration error there."""
+    return {
+        "temperature": temperature,
+        "calibration": {
+            "fitted_on": "val",
+            "val_ece_before": expected_calibration_error(val_probabilities, y_val),
+            "val_ece_after": expected_calibration_error(apply_temperature(val_probabilities, temperature), y_val),
+        },
+    }
 
 
 def lineage(warm_start: str | None, teacher: str | None) -> dict:
