@@ -206,7 +206,7 @@ class _FullBatches(keras.utils.PyDataset):
         return len(self.images) // self.batch_size
 
     def __getitem__(self, index):
-        rows = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
+        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]  # shuffled: mixup pairs neighbours
         return {"image": self.images[rows], "metadata": self.metadata[rows]}, np.zeros((len(rows), len(CLASSES)), "float32")
 
     def on_epoch_end(self):
