@@ -14,7 +14,6 @@ a machine with the validation images (``--finish``) fits the temperature and wri
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
@@ -69,7 +68,6 @@ class StrongView(keras.layers.Layer):
 
     def __init__(self, seed: int = 1, **kwargs):
         super().__init__(**kwargs)
-        self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.flip = keras.layers.RandomFlip("horizontal_and_vertical", seed=seed + 1)
         self.rotate = keras.layers.RandomRotation(0.5, fill_mode="reflect", seed=seed + 2)
@@ -241,17 +239,28 @@ def distill(config: DistillConfig) -> Path:
     """Train the student (no validation is read); return the training folder."""
     if (config.epochs is None) == (config.minutes is None):
         raise ValueError("give exactly one of epochs and minutes")
+    from .training import epoch_rows
+
     keras.utils.set_random_seed(config.seed)
     work = Path(config.out) / "training"
     work.mkdir(parents=True, exist_ok=True)
-    if config.epochs and len(_history(work)) >= config.epochs and (work / "student.weights.h5").is_file():
+    history = epoch_rows(work / "history.csv")
+    if config.epochs and len(history) >= config.epochs and (work / "student.weights.h5").is_file():
         print(f"{work} already holds {config.epochs} trained epochs", flush=True)
         return work
+    saved = work / "config.json"
+    if saved.is_file():  # a resumed run must continue the same schedule
+        before = {k: v for k, v in json.loads(saved.read_text()).items() if k not in ("verbose", "data")}
+        if before != {k: v for k, v in asdict(config).items() if k not in ("verbose", "data")}:
+            raise ValueError(f"{work} holds a run with other settings ({saved}); use a new --out")
     teacher_bundle = ModelBundle.open(config.teacher)
     if teacher_bundle.input_size != config.image_size or teacher_bundle.detail_side is None:
         raise ValueError("teacher and student share one prepared photo: give --image-size "
                          f"{teacher_bundle.input_size}")
     rows = data.split_table(data.read_ham10000(config.data), "train", config.split_file)
+    if len(rows) < config.batch_size:
+        raise ValueError(f"{len(rows)} training images make no batch of {config.batch_size}")
+    write_json(saved, asdict(config))
     started = time.time()
     images = data.load_images(rows["path"], config.image_size, teacher_bundle.detail_side)
     metadata = data.encode_metadata(rows)
@@ -263,7 +272,7 @@ def distill(config: DistillConfig) -> Path:
     if config.epochs and not backed_up and (work / "student.weights.h5").is_file():
         # The backup (with the teacher, ~60 MB) stays on this machine; a later session that has only the
         # student's weights and the history continues the schedule from them, with fresh optimizer moments.
-        first_epoch = len(_history(work))
+        first_epoch = len(history)
         student.load_weights(work / "student.weights.h5")
         print(f"continuing at epoch {first_epoch + 1} from the student's weights (optimizer state starts afresh)",
               flush=True)
@@ -273,14 +282,6 @@ def distill(config: DistillConfig) -> Path:
                              config.blank_probability, config.mixup_alpha, config.seed)
     model.compile(optimizer=keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay,
                                                    clipnorm=1.0))
-    saved = work / "config.json"
-    if saved.is_file():  # a resumed run must continue the same schedule
-        before = {k: v for k, v in json.loads(saved.read_text()).items() if k not in ("verbose", "data")}
-        if before != {k: v for k, v in asdict(config).items() if k not in ("verbose", "data")}:
-            raise ValueError(f"{work} holds a run with other settings ({saved}); use a new --out")
-    write_json(saved, asdict(config))
-    if len(images) < config.batch_size:
-        raise ValueError(f"{len(images)} training images make no batch of {config.batch_size}")
     model.fit(_FullBatches(images, metadata.astype(np.float32), config.batch_size, config.seed, first_epoch),
               epochs=config.epochs or 100000, initial_epoch=first_epoch, verbose=config.verbose,
               callbacks=[*([keras.callbacks.BackupAndRestore(str(work / "backup"))] if config.epochs else []),
@@ -290,21 +291,12 @@ def distill(config: DistillConfig) -> Path:
     return work
 
 
-def _history(work: Path) -> list[dict]:
-    """One row per trained epoch (a resumed run may have logged an epoch twice: the last is kept)."""
-    if not (work / "history.csv").is_file():
-        return []
-    with (work / "history.csv").open() as f:
-        rows = {int(r["epoch"]): r for r in csv.DictReader(f)}
-    return [rows[k] for k in sorted(rows)]
-
-
 def finish(out, data_dir, split_file=data.SPLIT_FILE) -> ModelBundle:
     """Write the bundle from a finished training folder: the student, its temperature fitted on
     validation (with the patients' records, as ``train`` does), and a card."""
     from .bundle import software_versions
     from .evaluation import fit_temperature
-    from .training import calibration_card, lineage, network_card
+    from .training import calibration_card, lineage, network_card, write_history
 
     out = Path(out)
     work = out / "training"
@@ -320,11 +312,7 @@ def finish(out, data_dir, split_file=data.SPLIT_FILE) -> ModelBundle:
     y_val, m_val = data.labels(val_rows), data.encode_metadata(val_rows)
     probabilities = student.predict({"image": x_val.astype(np.float32), "metadata": m_val}, batch_size=64, verbose=0)
     temperature = fit_temperature(probabilities, y_val)
-    history = _history(work)
-    with (out / "history.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["epoch", "loss", "learning_rate"], extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows({**r, "epoch": int(r["epoch"]) + 1} for r in history)
+    history = write_history(work / "history.csv", out / "history.csv", ["epoch", "loss", "learning_rate"])
     spec = get_architecture(config.backbone)
     plan = json.loads((work / "plan.json").read_text()) if (work / "plan.json").is_file() else {}
     card = {

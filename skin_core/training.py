@@ -185,7 +185,7 @@ def train(config: TrainConfig) -> ModelBundle:
     served = keras.Model.from_config(student.get_config())  # uncompiled: the bundle carries no optimizer state
     served.set_weights(student.get_weights())
     served.save(out / "model.keras")
-    _write_history(history_file, out / "history.csv")
+    epochs_run = len(write_history(history_file, out / "history.csv"))
 
     val_probabilities = served.predict({"image": x_val.astype(np.float32), "metadata": m_val}, batch_size=64, verbose=0)
     temperature = fit_temperature(val_probabilities, y_val)
@@ -202,7 +202,7 @@ def train(config: TrainConfig) -> ModelBundle:
         "split_sha256": _sha256(config.split_file),
         "training": {**asdict(config), "split_file": Path(config.split_file).name, "image_size": size, "class_weights": [float(w) for w in weights],
                      "best_epoch": best_epoch, "best_val_balanced_accuracy": best_value,
-                     "epochs_run": len(_read_rows(out / "history.csv"))},
+                     "epochs_run": epochs_run},
         "lineage": lineage(config.warm_start, config.teacher),
         "software": software_versions(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -264,17 +264,28 @@ def _read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _write_history(source: Path, target: Path) -> None:
-    """history.csv with one row per epoch (a resumed run may have logged an epoch twice: keep the last)."""
-    rows = {int(r["epoch"]): r for r in _read_rows(source)}
-    ordered = [rows[k] for k in sorted(rows)]
-    wanted = ["epoch", "loss", "val_loss", "accuracy", "val_accuracy", "balanced_accuracy",
-              "val_balanced_accuracy", "learning_rate"]
+def epoch_rows(path: Path) -> list[dict]:
+    """A Keras CSVLogger file as one row per epoch, in order (a resumed run may have logged an epoch twice:
+    the last is kept); none when the file does not exist yet."""
+    if not path.is_file():
+        return []
+    rows = {int(r["epoch"]): r for r in _read_rows(path)}
+    return [rows[k] for k in sorted(rows)]
+
+
+HISTORY_FIELDS = ["epoch", "loss", "val_loss", "accuracy", "val_accuracy", "balanced_accuracy",
+                  "val_balanced_accuracy", "learning_rate"]
+
+
+def write_history(source: Path, target: Path, fields=HISTORY_FIELDS) -> list[dict]:
+    """The bundle's history.csv: one row per epoch, epochs counted from 1; returns the rows."""
+    rows = epoch_rows(source)
     with target.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=wanted, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
-        for row in ordered:
+        for row in rows:
             writer.writerow({**row, "epoch": int(row["epoch"]) + 1})
+    return rows
 
 
 def _best_epoch(history: Path) -> tuple[int, float]:
