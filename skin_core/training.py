@@ -96,7 +96,6 @@ def train(config: TrainConfig) -> ModelBundle:
         raise ValueError("zero_head has no effect with warm_start: the warm start's weights replace the zeroed "
                          "classifier")
     import keras
-    import tensorflow as tf
 
     from .distillation import Distiller
     from .losses import BalancedAccuracy, WeightedCategoricalCrossentropy, class_weights
