@@ -15,9 +15,9 @@ bundle, split, out = ModelBundle.open(sys.argv[1]), sys.argv[2], sys.argv[3]
 model = bundle.load_model()
 rows = _split_rows("../shared/data/ham10000", split)
 y = data.labels(rows)
-per_shift = shifted_probabilities(model, bundle, decoded_images(rows["path"]), _unknown_metadata(len(y)))
-with_records = calibrated_probabilities(model, bundle, prepared(bundle, decoded_images(rows["path"])),
-                                        data.encode_metadata(rows))
+photos = decoded_images(rows["path"])
+per_shift = shifted_probabilities(model, bundle, photos, _unknown_metadata(len(y)))
+with_records = calibrated_probabilities(model, bundle, prepared(bundle, photos), data.encode_metadata(rows))
 arrays = {"y": y, "shift_names": np.array([s.name for s in SHIFTS]), "per_shift": np.stack(per_shift),
           "with_records": with_records}
 if split == "val":
