@@ -24,6 +24,7 @@ OFFSETS = np.linspace(-1.5, 1.5, 31)
 d = np.load(sys.argv[1])
 y, names = d["y"], d["shift_names"]
 log_p = np.log(np.clip(d["per_shift"], 1e-12, 1.0))  # (clean + 9 shifts, n, 7)
+log_p_records = np.log(np.clip(d["with_records"], 1e-12, 1.0))
 counts = np.bincount(data.labels(_split_rows("../shared/data/ham10000", "train")), minlength=len(CLASSES))
 log_prior = np.log(counts / counts.sum())
 
@@ -42,11 +43,11 @@ for tau in TAUS:
     scores = [ba(s, y) for s in adjusted]
     worst = int(np.argmin(scores[1:])) + 1
     predicted = adjusted[0].argmax(-1)
+    nv_named_nv, mel_named_mel = predicted[y == NV] == NV, predicted[y == MEL] == MEL
     print(f"{tau:+.1f}  {scores[0]:.3f}  {np.mean(scores[1:]):.3f}    {names[worst]:12s} {scores[worst]:.3f}"
-          f"  {ba(np.log(np.clip(d['with_records'], 1e-12, 1.0)) - tau * log_prior, y):.3f}"
-          f"    {(predicted[y == NV] == NV).mean():.2f} ({(predicted[y == NV] == NV).sum()})"
-          f"  {(predicted[y == MEL] == MEL).mean():.2f}"
-          f" ({(predicted[y == MEL] == MEL).sum()})   {((y != MEL) & (predicted == MEL)).sum()}")
+          f"  {ba(log_p_records - tau * log_prior, y):.3f}"
+          f"    {nv_named_nv.mean():.2f} ({nv_named_nv.sum()})  {mel_named_mel.mean():.2f} ({mel_named_mel.sum()})"
+          f"   {((y != MEL) & (predicted == MEL)).sum()}")
 
 
 def fit_offsets(scores, labels, rounds=3):
